@@ -1,0 +1,16 @@
+import type { Knex } from 'knex';
+import * as initial from './20261125-001-initial.js';
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+/** Every migration in order. Listed here, not globbed, so the compiled build needs no loader. */
+const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [['20261125-001-initial', initial]];
+
+export const migrationSource: Knex.MigrationSource<readonly [string, Migration]> = {
+  getMigrations: () => Promise.resolve([...MIGRATIONS]),
+  getMigrationName: ([name]) => name,
+  getMigration: ([, migration]) => Promise.resolve(migration),
+};

@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Real services for tests and local runs: a single-node Apache Kafka broker (KRaft) and MariaDB,
+# both on loopback, both cached under .cache/ (ignored by git).
+#
+#   scripts/services.sh up       install what is missing, start what is not running, wait until ready
+#   scripts/services.sh down     stop what this script started
+#   scripts/services.sh status   print what runs; exit 0 only when both answer
+#   scripts/services.sh env      print the MINIPUSH_* variables that point at them
+#
+# Already running services you own are reused: set MINIPUSH_TEST_KAFKA_BROKERS and/or
+# MINIPUSH_TEST_MYSQL_URL and this script neither starts nor stops that service.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${MINIPUSH_CACHE_DIR:-$ROOT/.cache}
+KAFKA_DIR=$CACHE/kafka
+MARIADB_DIR=$CACHE/mariadb
+KAFKA_PORT=${MINIPUSH_TEST_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+MARIADB_PORT=${MINIPUSH_TEST_MARIADB_PORT:-13306}
+MARIADB_SOCKET=$MARIADB_DIR/run/mysqld.sock
+MYSQL_USER=minipush
+MYSQL_PASSWORD=minipush
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_for() { # seconds description command...
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.3
+  done
+  log "$what is ready"
+}
+
+# ---------------------------------------------------------------- Kafka
+
+kafka_fetch() {
+  local marker=$KAFKA_DIR/lib/.complete-$KAFKA_VERSION
+  [ -f "$marker" ] && return 0
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka's jars from Maven Central"
+  command -v java >/dev/null || die "Java 17 is needed to run the Kafka broker"
+  log "fetching Apache Kafka $KAFKA_VERSION from Maven Central (first run only)"
+  rm -rf "$KAFKA_DIR/lib"
+  mkdir -p "$KAFKA_DIR/lib"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_DIR/lib" -DincludeScope=runtime >&2 || die "mvn could not fetch Kafka"
+  touch "$marker"
+}
+
+kafka_config() {
+  mkdir -p "$KAFKA_DIR/data" "$KAFKA_DIR/run"
+  cat >"$KAFKA_DIR/run/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+auto.create.topics.enable=false
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.flush.interval.messages=9223372036854775807
+num.network.threads=2
+num.io.threads=4
+log.retention.check.interval.ms=60000
+log.cleaner.dedupe.buffer.size=16777216
+EOF
+}
+
+kafka_ready() { port_open "$KAFKA_PORT"; }
+
+kafka_up() {
+  if [ -n "${MINIPUSH_TEST_KAFKA_BROKERS:-}" ]; then
+    log "using Kafka at $MINIPUSH_TEST_KAFKA_BROKERS (not managed here)"
+    return 0
+  fi
+  if pid_alive "$KAFKA_DIR/run/kafka.pid" && kafka_ready; then
+    log "Kafka already runs on 127.0.0.1:$KAFKA_PORT"
+    return 0
+  fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set MINIPUSH_TEST_KAFKA_PORT"
+  kafka_fetch
+  kafka_config
+  local cp="$KAFKA_DIR/lib/*"
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
+    java -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$KAFKA_DIR/run/server.properties" >"$KAFKA_DIR/run/format.log" 2>&1 ||
+      die "formatting KRaft storage failed; see $KAFKA_DIR/run/format.log"
+  fi
+  log "starting Kafka on 127.0.0.1:$KAFKA_PORT"
+  setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+    -cp "$cp" kafka.Kafka "$KAFKA_DIR/run/server.properties" \
+    >"$KAFKA_DIR/run/kafka.log" 2>&1 </dev/null &
+  echo $! >"$KAFKA_DIR/run/kafka.pid"
+  wait_for 90 "Kafka" kafka_ready || die "Kafka did not start; see $KAFKA_DIR/run/kafka.log"
+}
+
+kafka_down() {
+  local pidfile=$KAFKA_DIR/run/kafka.pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  local pid; pid=$(cat "$pidfile")
+  log "stopping Kafka (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------- MariaDB
+
+mariadbd_bin() { command -v mariadbd || { [ -x /usr/sbin/mariadbd ] && echo /usr/sbin/mariadbd; } || true; }
+
+mariadb_install() {
+  [ -n "$(mariadbd_bin)" ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "mariadb-server is not installed; run as root or install it (apt-get install mariadb-server)"
+  log "installing mariadb-server from Debian's packages (first run only)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2 || die "apt-get update failed"
+  apt-get install -y -q --no-install-recommends mariadb-server mariadb-client >&2 || die "apt-get install mariadb-server failed"
+}
+
+mariadb_client() { command -v mariadb || command -v mysql; }
+
+mariadb_ready() {
+  [ -S "$MARIADB_SOCKET" ] && "$(mariadb_client)" --no-defaults -S "$MARIADB_SOCKET" -u root -e 'SELECT 1' >/dev/null 2>&1
+}
+
+mariadb_up() {
+  if [ -n "${MINIPUSH_TEST_MYSQL_URL:-}" ]; then
+    log "using MySQL at ${MINIPUSH_TEST_MYSQL_URL%%@*}@… (not managed here)"
+    return 0
+  fi
+  if pid_alive "$MARIADB_DIR/run/mariadb.pid" && mariadb_ready; then
+    log "MariaDB already runs on 127.0.0.1:$MARIADB_PORT"
+    return 0
+  fi
+  port_open "$MARIADB_PORT" && die "port $MARIADB_PORT is taken by another process; set MINIPUSH_TEST_MARIADB_PORT"
+  mariadb_install
+  local run_as=mysql
+  id mysql >/dev/null 2>&1 || run_as=$(id -un)
+  mkdir -p "$MARIADB_DIR/data" "$MARIADB_DIR/run"
+  chown -R "$run_as" "$MARIADB_DIR"
+  if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
+    log "initialising a MariaDB data folder in $MARIADB_DIR/data"
+    mariadb-install-db --no-defaults --user="$run_as" --datadir="$MARIADB_DIR/data" \
+      --auth-root-authentication-method=socket --skip-test-db >"$MARIADB_DIR/run/install.log" 2>&1 ||
+      die "mariadb-install-db failed; see $MARIADB_DIR/run/install.log"
+  fi
+  log "starting MariaDB on 127.0.0.1:$MARIADB_PORT"
+  setsid nohup "$(mariadbd_bin)" --no-defaults --user="$run_as" \
+    --datadir="$MARIADB_DIR/data" --socket="$MARIADB_SOCKET" --pid-file="$MARIADB_DIR/run/mariadbd.pid" \
+    --port="$MARIADB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
+    --max-connections=1000 --innodb-buffer-pool-size=1G --innodb-log-file-size=256M \
+    --innodb-flush-log-at-trx-commit=2 --max-allowed-packet=64M \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+    --log-error="$MARIADB_DIR/run/mariadb.err" >"$MARIADB_DIR/run/mariadb.log" 2>&1 </dev/null &
+  echo $! >"$MARIADB_DIR/run/mariadb.pid"
+  wait_for 90 "MariaDB" mariadb_ready || die "MariaDB did not start; see $MARIADB_DIR/run/mariadb.err"
+  "$(mariadb_client)" --no-defaults -S "$MARIADB_SOCKET" -u root <<SQL
+CREATE USER IF NOT EXISTS '$MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
+CREATE USER IF NOT EXISTS '$MYSQL_USER'@'localhost' IDENTIFIED BY '$MYSQL_PASSWORD';
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '$MYSQL_USER'@'localhost' WITH GRANT OPTION;
+CREATE DATABASE IF NOT EXISTS minipush;
+SQL
+}
+
+mariadb_down() {
+  local pidfile=$MARIADB_DIR/run/mariadb.pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  local pid; pid=$(cat "$pidfile")
+  log "stopping MariaDB (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------- commands
+
+print_env() {
+  echo "MINIPUSH_KAFKA_BROKERS=${MINIPUSH_TEST_KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}"
+  echo "MINIPUSH_MYSQL_URL=${MINIPUSH_TEST_MYSQL_URL:-mysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MARIADB_PORT/minipush}"
+}
+
+status() {
+  local ok=0
+  if [ -n "${MINIPUSH_TEST_KAFKA_BROKERS:-}" ]; then echo "kafka: external $MINIPUSH_TEST_KAFKA_BROKERS"
+  elif pid_alive "$KAFKA_DIR/run/kafka.pid" && kafka_ready; then echo "kafka: running pid $(cat "$KAFKA_DIR/run/kafka.pid") port $KAFKA_PORT"
+  else echo "kafka: stopped"; ok=1; fi
+  if [ -n "${MINIPUSH_TEST_MYSQL_URL:-}" ]; then echo "mariadb: external"
+  elif pid_alive "$MARIADB_DIR/run/mariadb.pid" && mariadb_ready; then echo "mariadb: running pid $(cat "$MARIADB_DIR/run/mariadb.pid") port $MARIADB_PORT"
+  else echo "mariadb: stopped"; ok=1; fi
+  return $ok
+}
+
+case "${1:-}" in
+  up)
+    # Kafka's jar fetch and MariaDB's install are independent; overlap them on a cold machine.
+    kafka_up & kafka_job=$!
+    mariadb_up
+    wait "$kafka_job" || die "Kafka failed to start"
+    print_env >"$CACHE/services.env"
+    ;;
+  down) kafka_down; mariadb_down ;;
+  status) status ;;
+  env) print_env ;;
+  kafka-down) kafka_down ;;
+  kafka-up) kafka_up ;;
+  mariadb-down) mariadb_down ;;
+  mariadb-up) mariadb_up ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

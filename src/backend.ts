@@ -1,0 +1,71 @@
+import type { Kafka } from 'kafkajs';
+import type { Knex } from 'knex';
+import type { Config } from './config.js';
+import { EmbeddedCommandLog, LocalChangeFeed } from './log/embedded-log.js';
+import { createKafka } from './log/kafka-client.js';
+import { KafkaChangeFeed, KafkaCommandLog } from './log/kafka-log.js';
+import type { ChangeFeed, CommandLog } from './log/log.js';
+import { topicNames, type TopicNames } from './log/topics.js';
+import type { Logger } from './logger.js';
+import { openDatabase } from './store/database.js';
+
+/** The store and the log a process works with, chosen by configuration. */
+export interface Backend {
+  readonly db: Knex;
+  readonly log: CommandLog;
+  readonly feed: ChangeFeed;
+  readonly topics: TopicNames;
+  /** Present when the log is Kafka. */
+  readonly kafka: Kafka | null;
+  readonly kind: { readonly log: 'kafka' | 'embedded'; readonly store: 'mysql' | 'sqlite' };
+  close(): Promise<void>;
+}
+
+export function openBackend(config: Config, logger: Logger): Backend {
+  const db = openDatabase({
+    mysqlUrl: config.mysqlUrl,
+    dataDir: config.dataDir,
+    poolSize: config.mysqlPoolSize,
+  });
+  const topics = topicNames(config.topicPrefix);
+  let log: CommandLog;
+  let feed: ChangeFeed;
+  let kafka: Kafka | null = null;
+  if (config.kafkaBrokers.length > 0) {
+    kafka = createKafka({
+      brokers: config.kafkaBrokers,
+      clientId: config.kafkaClientId,
+      log: logger,
+    });
+    log = new KafkaCommandLog({ kafka, topics, log: logger });
+    feed = new KafkaChangeFeed({
+      kafka,
+      topics,
+      log: logger,
+      groupPrefix: `${config.topicPrefix}.feed`,
+    });
+  } else {
+    log = new EmbeddedCommandLog({
+      dataDir: config.dataDir,
+      topic: topics.commands,
+      deadLetterTopic: topics.deadLetters,
+      partitions: config.partitions,
+      retentionMs: config.logRetentionMs,
+      log: logger,
+    });
+    feed = new LocalChangeFeed();
+  }
+  return {
+    db,
+    log,
+    feed,
+    topics,
+    kafka,
+    kind: { log: kafka ? 'kafka' : 'embedded', store: config.mysqlUrl === '' ? 'sqlite' : 'mysql' },
+    async close() {
+      await feed.close();
+      await log.close();
+      await db.destroy();
+    },
+  };
+}

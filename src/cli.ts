@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadConfig, redacted, settingsHelp, type Config } from './config.js';
+import { openBackend } from './backend.js';
+import { createLogger, type Logger } from './logger.js';
+import { prepareBackend, startRuntime } from './runtime.js';
+import { migrateDown, migrateLatest } from './store/database.js';
+import { ensureTopics } from './log/topics.js';
+
+const USAGE = `Usage: minipush <command> [settings]
+
+Commands:
+  serve      run the service (roles from --roles; all by default). With no Kafka and
+             MySQL settings it runs the embedded default: one process, data in --data-dir.
+  migrate    apply database migrations (--down rolls all of them back)
+  topics     create the Kafka topics with their partitions, compaction and retention
+  config     print the effective configuration (secrets masked)
+  help       show this help
+
+Every setting can be given as a flag or as an environment variable.
+
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function help(): string {
+  return `${USAGE}${settingsHelp()}\n`;
+}
+
+/** Installs SIGINT/SIGTERM handlers that run `close` once and exit 0 (1 on a failed close). */
+function onShutdown(logger: Logger, config: Config, close: () => Promise<void>): void {
+  let closing = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (closing) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    closing = true;
+    logger.info({ signal }, 'shutting down gracefully');
+    const deadline = setTimeout(() => {
+      logger.error('graceful shutdown timed out; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    deadline.unref();
+    close().then(
+      () => {
+        logger.info('stopped');
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command = 'help', ...rest] = argv;
+  if (command === 'help' || command === '--help' || command === '-h' || rest.includes('--help')) {
+    process.stdout.write(help());
+    return 0;
+  }
+  if (command === 'version' || command === '--version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const flags = rest.filter((arg) => arg !== '--down');
+  const config = loadConfig({ env: process.env, argv: flags });
+  const logger = createLogger(config.logLevel);
+
+  switch (command) {
+    case 'serve': {
+      const runtime = await startRuntime({ config, logger });
+      onShutdown(logger, config, () => runtime.close());
+      logger.info({ roles: config.roles, backend: runtime.backend.kind }, 'minipush is running');
+      return -1;
+    }
+    case 'migrate': {
+      const backend = openBackend(config, logger);
+      try {
+        const names = rest.includes('--down')
+          ? await migrateDown(backend.db)
+          : await migrateLatest(backend.db);
+        process.stdout.write(
+          names.length === 0
+            ? 'nothing to do\n'
+            : `${rest.includes('--down') ? 'rolled back' : 'applied'}: ${names.join(', ')}\n`,
+        );
+      } finally {
+        await backend.close();
+      }
+      return 0;
+    }
+    case 'topics': {
+      if (config.kafkaBrokers.length === 0) {
+        throw new ConfigError('minipush topics needs MINIPUSH_KAFKA_BROKERS / --kafka-brokers');
+      }
+      const backend = openBackend(config, logger);
+      try {
+        const admin = backend.kafka!.admin();
+        await admin.connect();
+        try {
+          const created = await ensureTopics(admin, config);
+          process.stdout.write(
+            created.length === 0 ? 'all topics exist\n' : `created: ${created.join(', ')}\n`,
+          );
+        } finally {
+          await admin.disconnect();
+        }
+      } finally {
+        await backend.close();
+      }
+      return 0;
+    }
+    case 'prepare': {
+      const backend = openBackend(config, logger);
+      try {
+        await prepareBackend(config, backend, logger);
+      } finally {
+        await backend.close();
+      }
+      return 0;
+    }
+    case 'config':
+      process.stdout.write(`${JSON.stringify(redacted(config), null, 2)}\n`);
+      return 0;
+    default:
+      process.stderr.write(`minipush: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`minipush: invalid configuration: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(
+      `minipush: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

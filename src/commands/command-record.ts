@@ -1,0 +1,269 @@
+import { isSeq, isUid, MAX_SEQ } from '../domain/uid.js';
+
+/**
+ * The commands topic's record schema, version 1 (documented in docs/kafka-commands.md).
+ * Records are UTF-8 JSON objects with a `v` (schema version) and a `type`.
+ */
+export const COMMAND_SCHEMA_VERSION = 1;
+
+export interface PublishCommand {
+  readonly v: 1;
+  readonly type: 'publish';
+  /** Caller's idempotency key: an event id is delivered at most once per recipient. */
+  readonly id: string;
+  /** Recipients, deduplicated, in the caller's order. */
+  readonly to: readonly number[];
+  /** Any JSON value. */
+  readonly body: unknown;
+  /** Caller's creation time in ms since the epoch; the log timestamp when absent. */
+  readonly createTime?: number;
+  /** Sending user of an end-to-end message. */
+  readonly from?: number;
+}
+
+export interface MarkReadCommand {
+  readonly v: 1;
+  readonly type: 'markRead';
+  readonly uid: number;
+  readonly seqs: readonly number[];
+}
+
+export interface MarkReadUpToCommand {
+  readonly v: 1;
+  readonly type: 'markReadUpTo';
+  readonly uid: number;
+  readonly upTo: number;
+}
+
+export interface MarkUnreadCommand {
+  readonly v: 1;
+  readonly type: 'markUnread';
+  readonly uid: number;
+  readonly seqs: readonly number[];
+}
+
+export type CommandRecord =
+  PublishCommand | MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand;
+export type CommandType = CommandRecord['type'];
+export type ReadCommand = MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand;
+
+/** Limits a command must respect, from the configuration. */
+export interface CommandLimits {
+  readonly bodyLimitBytes: number;
+  readonly maxRecipients: number;
+  readonly maxEventIdLength: number;
+  readonly maxSeqsPerCommand: number;
+}
+
+/** Why a command is invalid; `field` names the offending field, `tooLarge` marks size limits. */
+export class InvalidCommand extends Error {
+  override readonly name = 'InvalidCommand';
+  constructor(
+    readonly field: string,
+    message: string,
+    readonly tooLarge = false,
+  ) {
+    super(message);
+  }
+}
+
+const EVENT_ID = /^[\x21-\x7e]+$/;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function validateEventId(id: unknown, limits: CommandLimits): string {
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new InvalidCommand('id', 'id must be a non-empty string');
+  }
+  if (id.length > limits.maxEventIdLength) {
+    throw new InvalidCommand('id', `id is longer than ${limits.maxEventIdLength} characters`);
+  }
+  if (!EVENT_ID.test(id)) {
+    throw new InvalidCommand('id', 'id may hold only printable ASCII characters without spaces');
+  }
+  return id;
+}
+
+export function validateUid(value: unknown, field: string): number {
+  if (!isUid(value)) {
+    throw new InvalidCommand(field, `${field} must be an unsigned 32-bit integer`);
+  }
+  return value;
+}
+
+/** Validates a recipient list and removes duplicates, keeping the first occurrence's order. */
+export function validateRecipients(to: unknown, limits: CommandLimits): number[] {
+  if (!Array.isArray(to) || to.length === 0) {
+    throw new InvalidCommand('to', 'to must be a non-empty array of uids');
+  }
+  const unique = new Set<number>();
+  for (const [index, uid] of to.entries()) {
+    validateUid(uid, `to[${index}]`);
+    unique.add(uid as number);
+  }
+  if (unique.size > limits.maxRecipients) {
+    throw new InvalidCommand(
+      'to',
+      `to has ${unique.size} recipients; the limit is ${limits.maxRecipients}`,
+    );
+  }
+  return [...unique];
+}
+
+/** Serialised size of a body; throws when it is not JSON-serialisable or too large. */
+export function validateBody(body: unknown, limits: CommandLimits, field = 'body'): string {
+  if (body === undefined) {
+    throw new InvalidCommand(field, `${field} is required (any JSON value)`);
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(body);
+  } catch {
+    text = undefined;
+  }
+  if (text === undefined) {
+    throw new InvalidCommand(field, `${field} must be a JSON value`);
+  }
+  const size = Buffer.byteLength(text);
+  if (size > limits.bodyLimitBytes) {
+    throw new InvalidCommand(
+      field,
+      `${field} is ${size} bytes as JSON; the limit is ${limits.bodyLimitBytes}`,
+      true,
+    );
+  }
+  return text;
+}
+
+export function validateSeqs(seqs: unknown, limits: CommandLimits): number[] {
+  if (!Array.isArray(seqs) || seqs.length === 0) {
+    throw new InvalidCommand('seqs', 'seqs must be a non-empty array of seqs');
+  }
+  if (seqs.length > limits.maxSeqsPerCommand) {
+    throw new InvalidCommand(
+      'seqs',
+      `seqs has ${seqs.length} entries; the limit is ${limits.maxSeqsPerCommand}`,
+      true,
+    );
+  }
+  const unique = new Set<number>();
+  for (const [index, seq] of seqs.entries()) {
+    if (!isSeq(seq)) {
+      throw new InvalidCommand(
+        `seqs[${index}]`,
+        `seqs[${index}] must be an integer from 1 to ${MAX_SEQ}`,
+      );
+    }
+    unique.add(seq);
+  }
+  return [...unique].sort((a, b) => a - b);
+}
+
+export function validateSeq(value: unknown, field: string): number {
+  if (!isSeq(value)) {
+    throw new InvalidCommand(field, `${field} must be an integer from 1 to ${MAX_SEQ}`);
+  }
+  return value;
+}
+
+function validateTime(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidCommand(
+      field,
+      `${field} must be milliseconds since the epoch (a non-negative integer)`,
+    );
+  }
+  return value;
+}
+
+function checkFields(input: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const key of Object.keys(input)) {
+    if (!allowed.includes(key)) {
+      throw new InvalidCommand(key, `unknown field "${key}"`);
+    }
+  }
+}
+
+/**
+ * Validates a decoded command object (from the log or from a transport) and returns it in its
+ * canonical form. Throws {@link InvalidCommand} naming the field at fault.
+ */
+export function validateCommand(input: unknown, limits: CommandLimits): CommandRecord {
+  if (!isRecord(input)) {
+    throw new InvalidCommand('record', 'a command must be a JSON object');
+  }
+  if (input.v !== COMMAND_SCHEMA_VERSION) {
+    throw new InvalidCommand(
+      'v',
+      `unsupported schema version ${JSON.stringify(input.v) ?? 'undefined'}; this build reads v${COMMAND_SCHEMA_VERSION}`,
+    );
+  }
+  switch (input.type) {
+    case 'publish': {
+      checkFields(input, ['v', 'type', 'id', 'to', 'body', 'createTime', 'from']);
+      const id = validateEventId(input.id, limits);
+      const to = validateRecipients(input.to, limits);
+      validateBody(input.body, limits);
+      const createTime = validateTime(input.createTime, 'createTime');
+      const from =
+        input.from === undefined || input.from === null
+          ? undefined
+          : validateUid(input.from, 'from');
+      return {
+        v: 1,
+        type: 'publish',
+        id,
+        to,
+        body: input.body,
+        ...(createTime === undefined ? {} : { createTime }),
+        ...(from === undefined ? {} : { from }),
+      };
+    }
+    case 'markRead':
+    case 'markUnread': {
+      checkFields(input, ['v', 'type', 'uid', 'seqs']);
+      const uid = validateUid(input.uid, 'uid');
+      const seqs = validateSeqs(input.seqs, limits);
+      return { v: 1, type: input.type, uid, seqs };
+    }
+    case 'markReadUpTo': {
+      checkFields(input, ['v', 'type', 'uid', 'upTo']);
+      const uid = validateUid(input.uid, 'uid');
+      const upTo = validateSeq(input.upTo, 'upTo');
+      return { v: 1, type: 'markReadUpTo', uid, upTo };
+    }
+    default:
+      throw new InvalidCommand(
+        'type',
+        `unknown command type ${JSON.stringify(input.type) ?? 'undefined'}; expected publish, markRead, markReadUpTo or markUnread`,
+      );
+  }
+}
+
+/** Decodes and validates a record value from the log. */
+export function decodeCommand(value: Uint8Array | null, limits: CommandLimits): CommandRecord {
+  if (value === null || value.length === 0) {
+    throw new InvalidCommand('record', 'empty record value');
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(
+      Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8'),
+    );
+  } catch {
+    throw new InvalidCommand('record', 'record value is not valid JSON');
+  }
+  return validateCommand(parsed, limits);
+}
+
+export function encodeCommand(command: CommandRecord): Buffer {
+  return Buffer.from(JSON.stringify(command));
+}
+
+/** The uids a command touches. */
+export function uidsOf(command: CommandRecord): readonly number[] {
+  return command.type === 'publish' ? command.to : [command.uid];
+}

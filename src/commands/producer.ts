@@ -1,0 +1,77 @@
+import { Kafka, type Producer } from 'kafkajs';
+import { topicNames } from '../log/topics.js';
+import { toAppendRecords } from './command-writer.js';
+import { validateCommand, type CommandLimits, type CommandRecord } from './command-record.js';
+import { decidePublish, type PublishInput } from './publish.js';
+import { decideMarkRead } from './mark-read.js';
+import { decideMarkReadUpTo } from './mark-read-up-to.js';
+import { decideMarkUnread } from './mark-unread.js';
+
+export interface CommandProducerOptions {
+  /** Kafka bootstrap brokers, e.g. `['kafka-1:9092']`. */
+  readonly brokers: readonly string[];
+  /** Topic prefix of the MiniPush deployment. Default `minipush`. */
+  readonly topicPrefix?: string;
+  readonly clientId?: string;
+  /** Limits to check before producing; defaults match the service's defaults. */
+  readonly limits?: Partial<CommandLimits>;
+  /** An existing kafkajs client to reuse instead of creating one. */
+  readonly kafka?: Kafka;
+}
+
+const DEFAULT_LIMITS: CommandLimits = {
+  bodyLimitBytes: 4096,
+  maxRecipients: 10_000,
+  maxEventIdLength: 128,
+  maxSeqsPerCommand: 10_000,
+};
+
+/**
+ * Produces MiniPush commands straight to Kafka from a business server, validated and routed
+ * exactly as the REST API does it.
+ *
+ * ```ts
+ * const producer = await createCommandProducer({ brokers: ['127.0.0.1:9092'] });
+ * await producer.publish({ id: 'order-42-shipped', to: [7], body: { text: 'Shipped' } });
+ * await producer.close();
+ * ```
+ */
+export async function createCommandProducer(options: CommandProducerOptions) {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const kafka =
+    options.kafka ??
+    new Kafka({ clientId: options.clientId ?? 'minipush-producer', brokers: [...options.brokers] });
+  const topic = topicNames(options.topicPrefix ?? 'minipush').commands;
+  const admin = kafka.admin();
+  await admin.connect();
+  const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+  await admin.disconnect();
+  const partitions = meta.topics[0]?.partitions.length ?? 0;
+  if (partitions === 0) throw new Error(`topic ${topic} does not exist`);
+  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+
+  async function send(command: CommandRecord): Promise<void> {
+    const records = toAppendRecords(validateCommand(command, limits), partitions);
+    await producer.send({
+      topic,
+      acks: -1,
+      messages: records.map((r) => ({ partition: r.partition, key: r.key, value: r.value })),
+    });
+  }
+
+  return {
+    /** Publishes an event; returns its id (generated when not given). */
+    async publish(input: PublishInput): Promise<string> {
+      const command = decidePublish(input, limits, Date.now());
+      await send(command);
+      return command.id;
+    },
+    markRead: (uid: number, seqs: number[]) => send(decideMarkRead(uid, seqs, limits)),
+    markReadUpTo: (uid: number, upTo: number) => send(decideMarkReadUpTo(uid, upTo)),
+    markUnread: (uid: number, seqs: number[]) => send(decideMarkUnread(uid, seqs, limits)),
+    close: () => producer.disconnect(),
+  };
+}
+
+export type CommandProducer = Awaited<ReturnType<typeof createCommandProducer>>;

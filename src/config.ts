@@ -1,0 +1,579 @@
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+
+/** The processes' jobs; `minipush serve` runs all of them unless told otherwise. */
+export const ROLES = ['api', 'hub', 'projector', 'cleaner'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * The whole validated configuration. Every field is documented in {@link SETTINGS}, which is also
+ * what `minipush --help` prints and what `docs/configuration.md` lists.
+ */
+export interface Config {
+  /** Folder for the embedded default's SQLite database and log. Default `./data`. */
+  readonly dataDir: string;
+  /** Kafka bootstrap brokers; empty means the embedded log. Default empty. */
+  readonly kafkaBrokers: readonly string[];
+  /** Kafka client id. Default `minipush`. */
+  readonly kafkaClientId: string;
+  /** MySQL/MariaDB URL; empty means SQLite under `dataDir`. Default empty. */
+  readonly mysqlUrl: string;
+  /** Connections in the SQL pool. Default 10. */
+  readonly mysqlPoolSize: number;
+  /** Prefix of every topic name (`<prefix>.commands` …). Default `minipush`. */
+  readonly topicPrefix: string;
+  /** Partitions of the commands topic; fixed once the topic exists. Default 8. */
+  readonly partitions: number;
+  /** Replication factor for created topics. Default 1. */
+  readonly replicationFactor: number;
+  /** Retention of the commands log in ms; -1 keeps it forever (needed for exact rebuilds). */
+  readonly logRetentionMs: number;
+  /** Roles this process runs. Default all. */
+  readonly roles: readonly Role[];
+  /** Interface for HTTP (REST + WebSocket) and gRPC. Default `127.0.0.1`. */
+  readonly host: string;
+  /** HTTP port for REST and WebSocket; 0 picks a free one. Default 8080. */
+  readonly httpPort: number;
+  /** gRPC port; 0 picks a free one, -1 disables gRPC. Default 9090. */
+  readonly grpcPort: number;
+  /** Events older than this many ms are deleted by the cleaner. Default 30 days. */
+  readonly eventTtlMs: number;
+  /** Largest event body, as serialised JSON bytes. Default 4096. */
+  readonly bodyLimitBytes: number;
+  /** Most recipients of one published event. Default 10000. */
+  readonly maxRecipients: number;
+  /** Longest caller-supplied event id, in characters. Default 128. */
+  readonly maxEventIdLength: number;
+  /** Most seqs in one read/unread command. Default 10000. */
+  readonly maxSeqsPerCommand: number;
+  /** Page size of a diff when the caller gives none. Default 100. */
+  readonly defaultLimit: number;
+  /** Largest page a diff or fetch may ask for. Default 1000. */
+  readonly maxLimit: number;
+  /** How long `?wait=true` waits for the projection, in ms. Default 10000. */
+  readonly waitTimeoutMs: number;
+  /** Live WebSocket sessions per user across all hubs. Default 5. */
+  readonly sessionQuota: number;
+  /** Most WebSocket sessions one hub process holds. Default 19000. */
+  readonly maxSessionsPerHub: number;
+  /** Most concurrent WebSocket connections from one IP address; 0 means no limit. Default 200. */
+  readonly maxConnectionsPerIp: number;
+  /** At most one nudge per user per this window, in ms. Default 50. */
+  readonly nudgeWindowMs: number;
+  /** WebSocket ping interval in ms. Default 25000. */
+  readonly pingIntervalMs: number;
+  /** A session that does not answer a ping within this many ms is closed. Default 10000. */
+  readonly pongTimeoutMs: number;
+  /** Largest WebSocket message a client may send, in bytes. Default 65536. */
+  readonly wsMaxMessageBytes: number;
+  /** A session whose unsent buffer exceeds this many bytes is closed. Default 1 MiB. */
+  readonly wsMaxBufferedBytes: number;
+  /** Allowed WebSocket `Origin` values; empty allows any. Default empty. */
+  readonly wsAllowedOrigins: readonly string[];
+  /** How often a hub announces it is alive, in ms. Default 2000. */
+  readonly hubHeartbeatMs: number;
+  /** Sessions of a hub silent for this many ms stop counting towards quotas. Default 10000. */
+  readonly hubTimeoutMs: number;
+  /** Lets users send end-to-end messages over their WebSocket. Default false. */
+  readonly e2eEnabled: boolean;
+  /** Largest end-to-end message body, in bytes. Default 1024. */
+  readonly e2eMaxBodyBytes: number;
+  /** End-to-end messages a user may send per minute. Default 60. */
+  readonly e2eRatePerMinute: number;
+  /** API keys of business servers (comma-separated). Default none. */
+  readonly apiKeys: readonly string[];
+  /** HS256 secret for user JWTs. Default none. */
+  readonly jwtSecret: string;
+  /** PEM public key (RS256/ES256/EdDSA) for user JWTs. Default none. */
+  readonly jwtPublicKey: string;
+  /** JWKS URL for user JWTs. Default none. */
+  readonly jwtJwksUrl: string;
+  /** Required `iss` claim of user JWTs, if set. */
+  readonly jwtIssuer: string;
+  /** Required `aud` claim of user JWTs, if set. */
+  readonly jwtAudience: string;
+  /** How often the TTL cleaner runs, in ms. Default 60000. */
+  readonly cleanerIntervalMs: number;
+  /** Rows the cleaner deletes per statement. Default 1000. */
+  readonly cleanerBatchSize: number;
+  /** Serves the demo inbox page at `/demo`. Default true. */
+  readonly demoEnabled: boolean;
+  /** Lets anyone mint user tokens at `/v1/dev/token`; embedded default only. Default true. */
+  readonly devTokens: boolean;
+  /** Log level. Default `info`. */
+  readonly logLevel: LogLevel;
+  /** How long graceful shutdown may take before the process exits anyway, in ms. Default 15000. */
+  readonly shutdownTimeoutMs: number;
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'duration' | 'bytes' | 'list' | 'roles' | 'level';
+
+interface Setting {
+  readonly kind: Kind;
+  readonly env: string;
+  readonly flag: string;
+  readonly default: string;
+  readonly doc: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly secret?: boolean;
+}
+
+function setting(
+  kind: Kind,
+  name: string,
+  defaultValue: string,
+  doc: string,
+  extra: { min?: number; max?: number; secret?: boolean } = {},
+): Setting {
+  return {
+    kind,
+    env: `MINIPUSH_${name.replace(/-/g, '_').toUpperCase()}`,
+    flag: name,
+    default: defaultValue,
+    doc,
+    ...extra,
+  };
+}
+
+const PORT = { min: 0, max: 65535 };
+
+/** Every setting, in the order `--help` shows them. */
+export const SETTINGS: { readonly [K in keyof Config]: Setting } = {
+  dataDir: setting('string', 'data-dir', './data', 'folder of the embedded SQLite store and log'),
+  kafkaBrokers: setting(
+    'list',
+    'kafka-brokers',
+    '',
+    'Kafka bootstrap brokers, host:port,…; empty = embedded log',
+  ),
+  kafkaClientId: setting('string', 'kafka-client-id', 'minipush', 'Kafka client id'),
+  mysqlUrl: setting(
+    'string',
+    'mysql-url',
+    '',
+    'mysql://user:pass@host:port/db; empty = SQLite in data-dir',
+    { secret: true },
+  ),
+  mysqlPoolSize: setting('int', 'mysql-pool-size', '10', 'SQL connection pool size', {
+    min: 1,
+    max: 1000,
+  }),
+  topicPrefix: setting(
+    'string',
+    'topic-prefix',
+    'minipush',
+    'prefix of topic names (<prefix>.commands, .heads, .dlq, .sessions)',
+  ),
+  partitions: setting(
+    'int',
+    'partitions',
+    '8',
+    'partitions of the commands topic (fixed once created)',
+    { min: 1, max: 1024 },
+  ),
+  replicationFactor: setting(
+    'int',
+    'replication-factor',
+    '1',
+    'replication factor of created topics',
+    { min: 1, max: 16 },
+  ),
+  logRetentionMs: setting(
+    'duration',
+    'log-retention',
+    '-1',
+    'retention of the commands log; -1 = forever (exact rebuilds)',
+    { min: -1 },
+  ),
+  roles: setting('roles', 'roles', ROLES.join(','), `roles this process runs: ${ROLES.join(',')}`),
+  host: setting('string', 'host', '127.0.0.1', 'interface to listen on (0.0.0.0 for all)'),
+  httpPort: setting('int', 'http-port', '8080', 'REST + WebSocket port; 0 = any free port', PORT),
+  grpcPort: setting('int', 'grpc-port', '9090', 'gRPC port; 0 = any free port, -1 = off', {
+    min: -1,
+    max: 65535,
+  }),
+  eventTtlMs: setting('duration', 'event-ttl', '30d', 'events older than this are deleted', {
+    min: 1000,
+  }),
+  bodyLimitBytes: setting('bytes', 'body-limit', '4KiB', 'largest event body (serialised JSON)', {
+    min: 2,
+    max: 16 * 1024 * 1024,
+  }),
+  maxRecipients: setting('int', 'max-recipients', '10000', 'most recipients of one event', {
+    min: 1,
+    max: 1_000_000,
+  }),
+  maxEventIdLength: setting('int', 'max-event-id-length', '128', 'longest event id', {
+    min: 8,
+    max: 128,
+  }),
+  maxSeqsPerCommand: setting(
+    'int',
+    'max-seqs-per-command',
+    '10000',
+    'most seqs in one read/unread command',
+    { min: 1, max: 1_000_000 },
+  ),
+  defaultLimit: setting('int', 'default-limit', '100', 'diff page size when none is given', {
+    min: 1,
+    max: 100_000,
+  }),
+  maxLimit: setting('int', 'max-limit', '1000', 'largest diff/fetch page', {
+    min: 1,
+    max: 100_000,
+  }),
+  waitTimeoutMs: setting(
+    'duration',
+    'wait-timeout',
+    '10s',
+    'how long ?wait=true waits for the projection',
+    { min: 1 },
+  ),
+  sessionQuota: setting(
+    'int',
+    'session-quota',
+    '5',
+    'live WebSocket sessions per user across all hubs',
+    { min: 1, max: 1000 },
+  ),
+  maxSessionsPerHub: setting(
+    'int',
+    'max-sessions-per-hub',
+    '19000',
+    'most WebSocket sessions one hub process holds',
+    { min: 1 },
+  ),
+  maxConnectionsPerIp: setting(
+    'int',
+    'max-connections-per-ip',
+    '200',
+    'most concurrent WebSockets from one IP; 0 = no limit',
+    { min: 0 },
+  ),
+  nudgeWindowMs: setting(
+    'duration',
+    'nudge-window',
+    '50ms',
+    'at most one nudge per user per window',
+    { min: 0, max: 60_000 },
+  ),
+  pingIntervalMs: setting('duration', 'ping-interval', '25s', 'WebSocket ping interval', {
+    min: 10,
+  }),
+  pongTimeoutMs: setting(
+    'duration',
+    'pong-timeout',
+    '10s',
+    'close a session whose pong is this late',
+    { min: 10 },
+  ),
+  wsMaxMessageBytes: setting(
+    'bytes',
+    'ws-max-message',
+    '64KiB',
+    'largest WebSocket message from a client',
+    { min: 128 },
+  ),
+  wsMaxBufferedBytes: setting(
+    'bytes',
+    'ws-max-buffered',
+    '1MiB',
+    'close a session whose unsent buffer exceeds this',
+    { min: 1024 },
+  ),
+  wsAllowedOrigins: setting(
+    'list',
+    'ws-allowed-origins',
+    '',
+    'allowed WebSocket Origin values; empty = any',
+  ),
+  hubHeartbeatMs: setting(
+    'duration',
+    'hub-heartbeat',
+    '2s',
+    'how often a hub announces it is alive',
+    { min: 10 },
+  ),
+  hubTimeoutMs: setting(
+    'duration',
+    'hub-timeout',
+    '10s',
+    "a silent hub's sessions stop counting after this",
+    { min: 20 },
+  ),
+  e2eEnabled: setting(
+    'bool',
+    'e2e-enabled',
+    'false',
+    'let users send messages to other users over WebSocket',
+  ),
+  e2eMaxBodyBytes: setting('bytes', 'e2e-max-body', '1KiB', 'largest end-to-end message body', {
+    min: 2,
+  }),
+  e2eRatePerMinute: setting(
+    'int',
+    'e2e-rate-per-minute',
+    '60',
+    'end-to-end messages per user per minute',
+    { min: 1 },
+  ),
+  apiKeys: setting('list', 'api-keys', '', 'API keys of business servers, comma-separated', {
+    secret: true,
+  }),
+  jwtSecret: setting('string', 'jwt-secret', '', 'HS256 secret of user JWTs', { secret: true }),
+  jwtPublicKey: setting(
+    'string',
+    'jwt-public-key',
+    '',
+    'PEM public key of user JWTs (RS256, ES256, EdDSA)',
+  ),
+  jwtJwksUrl: setting('string', 'jwt-jwks-url', '', 'JWKS URL of user JWTs'),
+  jwtIssuer: setting('string', 'jwt-issuer', '', 'required iss claim of user JWTs'),
+  jwtAudience: setting('string', 'jwt-audience', '', 'required aud claim of user JWTs'),
+  cleanerIntervalMs: setting(
+    'duration',
+    'cleaner-interval',
+    '1m',
+    'how often the TTL cleaner runs',
+    { min: 10 },
+  ),
+  cleanerBatchSize: setting(
+    'int',
+    'cleaner-batch-size',
+    '1000',
+    'rows the cleaner deletes per statement',
+    { min: 1, max: 100_000 },
+  ),
+  demoEnabled: setting('bool', 'demo', 'true', 'serve the demo inbox page at /demo'),
+  devTokens: setting(
+    'bool',
+    'dev-tokens',
+    'true',
+    'mint user tokens at /v1/dev/token (embedded default only)',
+  ),
+  logLevel: setting('level', 'log-level', 'info', `log level: ${LOG_LEVELS.join(', ')}`),
+  shutdownTimeoutMs: setting('duration', 'shutdown-timeout', '15s', 'graceful shutdown deadline', {
+    min: 100,
+  }),
+};
+
+/** Thrown for a setting that cannot be used; the message names the setting and what it accepts. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+const BYTE_UNITS: Record<string, number> = {
+  b: 1,
+  kib: 1024,
+  kb: 1000,
+  mib: 1024 ** 2,
+  mb: 1000 ** 2,
+};
+
+function describe(key: keyof Config): string {
+  const s = SETTINGS[key];
+  return `${s.env} / --${s.flag}`;
+}
+
+function parseNumber(key: keyof Config, raw: string, units: Record<string, number> | null): number {
+  const s = SETTINGS[key];
+  const trimmed = raw.trim().toLowerCase();
+  const match = /^(-?\d+(?:\.\d+)?)([a-z]*)$/.exec(trimmed);
+  const accepted =
+    units === null
+      ? 'an integer'
+      : `a number with a unit (${Object.keys(units).join(', ')}), e.g. ${s.default}`;
+  if (!match) {
+    throw new ConfigError(`${describe(key)}: "${raw}" is not ${accepted}`);
+  }
+  const [, digits = '', unit = ''] = match;
+  let value: number;
+  if (units === null) {
+    if (unit !== '' || digits.includes('.')) {
+      throw new ConfigError(`${describe(key)}: "${raw}" is not ${accepted}`);
+    }
+    value = Number(digits);
+  } else {
+    const factor = unit === '' ? 1 : units[unit];
+    if (factor === undefined) {
+      throw new ConfigError(`${describe(key)}: unknown unit "${unit}"; use ${accepted}`);
+    }
+    value = Math.round(Number(digits) * factor);
+  }
+  if (!Number.isSafeInteger(value)) {
+    throw new ConfigError(`${describe(key)}: "${raw}" is out of range`);
+  }
+  if ((s.min !== undefined && value < s.min) || (s.max !== undefined && value > s.max)) {
+    throw new ConfigError(
+      `${describe(key)}: ${value} is outside the accepted range ${s.min ?? '-∞'}..${s.max ?? '∞'}`,
+    );
+  }
+  return value;
+}
+
+function parseList(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+}
+
+function parseValue(key: keyof Config, raw: string): unknown {
+  const s = SETTINGS[key];
+  switch (s.kind) {
+    case 'string':
+      return raw.trim();
+    case 'int':
+      return parseNumber(key, raw, null);
+    case 'duration':
+      return parseNumber(key, raw, DURATION_UNITS);
+    case 'bytes':
+      return parseNumber(key, raw, BYTE_UNITS);
+    case 'bool': {
+      const v = raw.trim().toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(v)) return true;
+      if (['false', '0', 'no', 'off'].includes(v)) return false;
+      throw new ConfigError(`${describe(key)}: "${raw}" is not a boolean (true/false)`);
+    }
+    case 'list':
+      return parseList(raw);
+    case 'roles': {
+      const roles = parseList(raw);
+      if (roles.length === 0) {
+        throw new ConfigError(`${describe(key)}: give at least one of ${ROLES.join(', ')}`);
+      }
+      for (const role of roles) {
+        if (!(ROLES as readonly string[]).includes(role)) {
+          throw new ConfigError(
+            `${describe(key)}: unknown role "${role}"; accepted: ${ROLES.join(', ')}`,
+          );
+        }
+      }
+      return [...new Set(roles)];
+    }
+    case 'level': {
+      const v = raw.trim().toLowerCase();
+      if (!(LOG_LEVELS as readonly string[]).includes(v)) {
+        throw new ConfigError(`${describe(key)}: "${raw}" is not one of ${LOG_LEVELS.join(', ')}`);
+      }
+      return v;
+    }
+  }
+}
+
+const KEYS = Object.keys(SETTINGS) as (keyof Config)[];
+
+export interface ConfigSources {
+  /** Environment variables; only `MINIPUSH_*` ones are read. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Command-line flags after the subcommand, e.g. `['--http-port', '0']`. */
+  readonly argv?: readonly string[];
+  /** Values that win over both, for tests and embedding. */
+  readonly overrides?: Partial<Config>;
+}
+
+/** Reads flags over environment over defaults, validates them, and returns a frozen config. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? {};
+  const flagOptions = Object.fromEntries(
+    KEYS.map((key) => [SETTINGS[key].flag, { type: 'string' as const }]),
+  );
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({
+      args: [...(sources.argv ?? [])],
+      options: flagOptions,
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new ConfigError(`${message}; run "minipush --help" for the settings`);
+  }
+
+  const values: Record<string, unknown> = {};
+  for (const key of KEYS) {
+    const s = SETTINGS[key];
+    const flag = flags[s.flag];
+    const raw = typeof flag === 'string' ? flag : (env[s.env] ?? s.default);
+    values[key] = parseValue(key, raw);
+  }
+  const config = { ...values, ...sources.overrides } as Config;
+  validateTogether(config);
+  return Object.freeze({
+    ...config,
+    dataDir: path.resolve(config.dataDir),
+  });
+}
+
+function validateTogether(config: Config): void {
+  if (config.defaultLimit > config.maxLimit) {
+    throw new ConfigError(
+      `${describe('defaultLimit')} (${config.defaultLimit}) must not exceed ${describe('maxLimit')} (${config.maxLimit})`,
+    );
+  }
+  if (config.hubTimeoutMs <= config.hubHeartbeatMs) {
+    throw new ConfigError(
+      `${describe('hubTimeoutMs')} must be longer than ${describe('hubHeartbeatMs')}`,
+    );
+  }
+  if (config.mysqlUrl !== '' && !/^mysql:\/\//.test(config.mysqlUrl)) {
+    throw new ConfigError(
+      `${describe('mysqlUrl')}: expected mysql://user:password@host:port/database`,
+    );
+  }
+  const jwtSources = [config.jwtSecret, config.jwtPublicKey, config.jwtJwksUrl].filter(
+    (v) => v !== '',
+  );
+  if (jwtSources.length > 1) {
+    throw new ConfigError(
+      `set only one of ${describe('jwtSecret')}, ${describe('jwtPublicKey')}, ${describe('jwtJwksUrl')}`,
+    );
+  }
+  if (config.jwtSecret !== '' && Buffer.byteLength(config.jwtSecret) < 32) {
+    throw new ConfigError(`${describe('jwtSecret')}: use at least 32 bytes for an HS256 secret`);
+  }
+}
+
+/** True when the process runs on the embedded log and SQLite store. */
+export function isEmbedded(config: Config): boolean {
+  return config.kafkaBrokers.length === 0 && config.mysqlUrl === '';
+}
+
+/** `minipush --help` text: every setting with its variable, flag and default. */
+export function settingsHelp(): string {
+  const lines = KEYS.map((key) => {
+    const s = SETTINGS[key];
+    const def = s.default === '' ? '' : ` (default ${s.default})`;
+    return `  --${s.flag.padEnd(24)} ${s.env.padEnd(34)} ${s.doc}${def}`;
+  });
+  return ['Settings (flag, environment variable, meaning):', ...lines].join('\n');
+}
+
+/** The config with secrets masked, for logs and `minipush config`. */
+export function redacted(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...config };
+  for (const key of KEYS) {
+    const value = config[key];
+    if (
+      SETTINGS[key].secret === true &&
+      value !== '' &&
+      !(Array.isArray(value) && value.length === 0)
+    ) {
+      out[key] =
+        key === 'mysqlUrl' ? String(value).replace(/\/\/([^:@]*):[^@]*@/, '//$1:***@') : '***';
+    }
+  }
+  return out;
+}

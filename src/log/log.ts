@@ -1,0 +1,130 @@
+/**
+ * The write log as the projectors see it: ordered partitions of records with offsets. Two
+ * implementations share these semantics: Kafka (kafkajs) and the embedded SQLite log.
+ */
+
+export interface LogRecord {
+  readonly partition: number;
+  readonly offset: number;
+  readonly key: string | null;
+  readonly value: Buffer | null;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Log append time in ms since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface AppendRecord {
+  readonly partition: number;
+  readonly key: string | null;
+  readonly value: Buffer;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface LogPosition {
+  readonly partition: number;
+  readonly offset: number;
+}
+
+export interface DeadLetter {
+  readonly record: LogRecord;
+  readonly reason: string;
+  /** The field at fault, when known. */
+  readonly field?: string;
+}
+
+export interface LogBatch {
+  readonly partition: number;
+  readonly records: readonly LogRecord[];
+}
+
+export interface BatchControl {
+  /** Keeps a group membership alive during long batches. */
+  heartbeat(): Promise<void>;
+  /** False once the consumer is stopping or lost the partition: stop work early. */
+  isActive(): boolean;
+}
+
+export interface ConsumeOptions {
+  /** Consumer group; all members share the partitions. */
+  readonly group: string;
+  /** Called for each newly assigned partition: the offset to read from. */
+  startOffset(partition: number): Promise<number>;
+  /** One partition's batches arrive in offset order and never overlap. */
+  onBatch(batch: LogBatch, control: BatchControl): Promise<void>;
+  /** The partitions this member owns changed; drop caches of the ones it lost. */
+  onAssignment?(partitions: readonly number[]): void;
+}
+
+export interface LogConsumer {
+  /** Resolves once the consumer owns its partitions and reads. */
+  ready(): Promise<void>;
+  /** Finishes the batch in hand, leaves the group and stops. */
+  stop(): Promise<void>;
+}
+
+export interface CommandLog {
+  /** Name of the commands log; projector offsets are stored under it. */
+  readonly topic: string;
+  partitionCount(): Promise<number>;
+  /** Appends records; resolves with their positions once they are durable. */
+  append(records: readonly AppendRecord[]): Promise<LogPosition[]>;
+  /** Sends records that cannot be applied to the dead-letter log, with the reason. */
+  deadLetter(letters: readonly DeadLetter[]): Promise<void>;
+  consume(options: ConsumeOptions): LogConsumer;
+  /** Highest offset + 1 per partition (what a caught-up consumer would read next). */
+  endOffsets(): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+/** What hubs learn after a projection batch: a user's new head and read state. */
+export interface HeadChange {
+  readonly uid: number;
+  readonly headSeq: number;
+  readonly floorSeq: number;
+  readonly unreadCount: number;
+  readonly readVersion: number;
+  /** Log time of the newest command behind this change, for publish→nudge latency. */
+  readonly logTime?: number;
+  /** W3C trace context of the newest command behind this change. */
+  readonly traceparent?: string;
+}
+
+export interface Subscription {
+  close(): Promise<void>;
+}
+
+/** Head-seq notifications from projectors to hubs. */
+export interface ChangeFeed {
+  publish(changes: readonly HeadChange[]): Promise<void>;
+  /** Delivers changes published after the returned promise resolves. */
+  subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription>;
+  close(): Promise<void>;
+}
+
+/** Header names MiniPush sets on records it writes. */
+export const HEADERS = {
+  /** `<partition>:<offset>` of the record a forwarded record was re-routed from. */
+  origin: 'minipush-origin',
+  /** Why a record was dead-lettered. */
+  deadLetterReason: 'minipush-dlq-reason',
+  deadLetterField: 'minipush-dlq-field',
+  deadLetterSource: 'minipush-dlq-source',
+  deadLetterTime: 'minipush-dlq-time',
+  traceparent: 'traceparent',
+  tracestate: 'tracestate',
+} as const;
+
+export function encodeHeadChange(change: HeadChange): Buffer {
+  return Buffer.from(JSON.stringify(change));
+}
+
+export function decodeHeadChange(value: Buffer | null): HeadChange | null {
+  if (value === null) return null;
+  try {
+    const parsed = JSON.parse(value.toString('utf8')) as Partial<HeadChange>;
+    if (typeof parsed.uid !== 'number' || typeof parsed.headSeq !== 'number') return null;
+    return parsed as HeadChange;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,88 @@
+import type { Admin, ITopicConfig } from 'kafkajs';
+
+export interface TopicNames {
+  /** The write log: published events and read-mark commands, keyed by uid. */
+  readonly commands: string;
+  /** Compacted head-seq notifications for hubs, keyed by uid. */
+  readonly heads: string;
+  /** Records the projector could not apply, with the reason in headers. */
+  readonly deadLetters: string;
+  /** Hub session announcements and heartbeats for the cluster-wide session quota. */
+  readonly sessions: string;
+}
+
+export function topicNames(prefix: string): TopicNames {
+  return {
+    commands: `${prefix}.commands`,
+    heads: `${prefix}.heads`,
+    deadLetters: `${prefix}.dlq`,
+    sessions: `${prefix}.sessions`,
+  };
+}
+
+export interface TopicSettings {
+  readonly topicPrefix: string;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  readonly logRetentionMs: number;
+}
+
+const DAY = 86_400_000;
+
+/** Every topic MiniPush uses, with the partitions and cleanup each one needs. */
+export function topicSpecs(settings: TopicSettings): ITopicConfig[] {
+  const names = topicNames(settings.topicPrefix);
+  const replicationFactor = settings.replicationFactor;
+  return [
+    {
+      topic: names.commands,
+      numPartitions: settings.partitions,
+      replicationFactor,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'delete' },
+        { name: 'retention.ms', value: String(settings.logRetentionMs) },
+        { name: 'retention.bytes', value: '-1' },
+        { name: 'message.timestamp.type', value: 'CreateTime' },
+      ],
+    },
+    {
+      topic: names.heads,
+      numPartitions: settings.partitions,
+      replicationFactor,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'compact' },
+        { name: 'segment.ms', value: String(DAY) },
+        { name: 'min.cleanable.dirty.ratio', value: '0.5' },
+      ],
+    },
+    {
+      topic: names.deadLetters,
+      numPartitions: 1,
+      replicationFactor,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'delete' },
+        { name: 'retention.ms', value: String(30 * DAY) },
+      ],
+    },
+    {
+      topic: names.sessions,
+      numPartitions: settings.partitions,
+      replicationFactor,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'delete' },
+        { name: 'retention.ms', value: String(DAY) },
+      ],
+    },
+  ];
+}
+
+/** Creates missing topics; returns the names created. Existing topics are left as they are. */
+export async function ensureTopics(admin: Admin, settings: TopicSettings): Promise<string[]> {
+  const specs = topicSpecs(settings);
+  const existing = new Set(await admin.listTopics());
+  const missing = specs.filter((spec) => !existing.has(spec.topic));
+  if (missing.length > 0) {
+    await admin.createTopics({ topics: missing, waitForLeaders: true });
+  }
+  return missing.map((spec) => spec.topic);
+}

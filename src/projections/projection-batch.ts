@@ -1,0 +1,293 @@
+import type { Knex } from 'knex';
+import { decodeBitmap, encodeBitmap, unreadCount, type ReadBitmap } from '../domain/read-bitmap.js';
+import type { HeadChange, LogRecord } from '../log/log.js';
+import { dialectOf } from '../store/database.js';
+import { typed } from '../store/database.js';
+
+/** A user's projected state as one batch sees and changes it. */
+export interface UserState {
+  readonly uid: number;
+  headSeq: number;
+  floorSeq: number;
+  /** Expiry clock: log time of the newest delivery, never decreasing. */
+  lastTs: number;
+  readVersion: number;
+  /** Stored bitmap bytes; decoded on first use. */
+  storedBitmap: Buffer | null;
+  bitmap: ReadBitmap | null;
+  exists: boolean;
+  headChanged: boolean;
+  readChanged: boolean;
+  /** Newest record that touched this user, for the notification's latency and trace. */
+  lastRecord: LogRecord | null;
+}
+
+export interface Delivery {
+  readonly uid: number;
+  readonly seq: number;
+  readonly eventId: string;
+  readonly ts: number;
+}
+
+export interface EventRow {
+  readonly eventId: string;
+  readonly body: string;
+  readonly createTime: number;
+  readonly sender: number | null;
+  ts: number;
+}
+
+export interface CommandResult {
+  readonly partition: number;
+  readonly offset: number;
+  readonly changed: number;
+}
+
+const CHUNK = 500;
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function toBuffer(value: unknown): Buffer | null {
+  if (value === null || value === undefined) return null;
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  return null;
+}
+
+/**
+ * Everything one projector batch reads and writes. Loads the touched users and the dedupe keys
+ * with a few set queries, lets the projections change state in memory, then writes all rows
+ * with multi-row statements in the caller's transaction.
+ */
+export class ProjectionBatch {
+  readonly users = new Map<number, UserState>();
+  readonly deliveries: Delivery[] = [];
+  readonly events = new Map<string, EventRow>();
+  readonly results: CommandResult[] = [];
+  private readonly delivered = new Set<string>();
+
+  constructor(private readonly db: Knex) {}
+
+  static deliveryKey(eventId: string, uid: number): string {
+    return `${eventId}\u0000${uid}`;
+  }
+
+  /** Reads the users' rows and which of the (event, uid) pairs were delivered before. */
+  async load(uids: ReadonlySet<number>, eventIds: ReadonlySet<string>): Promise<void> {
+    for (const part of chunks([...uids])) {
+      const rows = await typed<
+        Array<{
+          uid: number;
+          head_seq: number;
+          floor_seq: number;
+          last_ts: number | string;
+          read_bitmap: unknown;
+          read_version: number | string;
+        }>
+      >(
+        this.db('user_states')
+          .select('uid', 'head_seq', 'floor_seq', 'last_ts', 'read_bitmap', 'read_version')
+          .whereIn('uid', part),
+      );
+      for (const row of rows) {
+        this.users.set(row.uid, {
+          uid: row.uid,
+          headSeq: row.head_seq,
+          floorSeq: row.floor_seq,
+          lastTs: Number(row.last_ts),
+          readVersion: Number(row.read_version),
+          storedBitmap: toBuffer(row.read_bitmap),
+          bitmap: null,
+          exists: true,
+          headChanged: false,
+          readChanged: false,
+          lastRecord: null,
+        });
+      }
+    }
+    for (const part of chunks([...eventIds], 200)) {
+      const rows = await typed<
+        Array<{
+          event_id: string;
+          uid: number;
+        }>
+      >(this.db('user_events').select('event_id', 'uid').whereIn('event_id', part));
+      for (const row of rows) {
+        if (uids.has(row.uid))
+          this.delivered.add(ProjectionBatch.deliveryKey(row.event_id, row.uid));
+      }
+    }
+  }
+
+  /** The user's state, created empty (head 0, floor 1) for a first-time user. */
+  user(uid: number): UserState {
+    let state = this.users.get(uid);
+    if (!state) {
+      state = {
+        uid,
+        headSeq: 0,
+        floorSeq: 1,
+        lastTs: 0,
+        readVersion: 0,
+        storedBitmap: null,
+        bitmap: null,
+        exists: false,
+        headChanged: false,
+        readChanged: false,
+        lastRecord: null,
+      };
+      this.users.set(uid, state);
+    }
+    return state;
+  }
+
+  bitmapOf(state: UserState): ReadBitmap {
+    state.bitmap ??= decodeBitmap(state.storedBitmap);
+    return state.bitmap;
+  }
+
+  wasDelivered(eventId: string, uid: number): boolean {
+    return this.delivered.has(ProjectionBatch.deliveryKey(eventId, uid));
+  }
+
+  markDelivered(eventId: string, uid: number): void {
+    this.delivered.add(ProjectionBatch.deliveryKey(eventId, uid));
+  }
+
+  /** Writes every change of the batch; call inside the offset-fenced transaction. */
+  async write(trx: Knex.Transaction, topic: string, now: number): Promise<void> {
+    const mysql = dialectOf(this.db) === 'mysql';
+    // Sorted so concurrent partitions upserting the same events lock rows in one order.
+    const events = [...this.events.values()].sort((a, b) =>
+      a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0,
+    );
+    for (const part of chunks(events)) {
+      await trx('events')
+        .insert(
+          part.map((e) => ({
+            event_id: e.eventId,
+            body: e.body,
+            create_time: e.createTime,
+            sender: e.sender,
+            ts: e.ts,
+          })),
+        )
+        .onConflict('event_id')
+        .merge({ ts: trx.raw(mysql ? 'GREATEST(ts, VALUES(ts))' : 'MAX(ts, excluded.ts)') });
+    }
+    for (const part of chunks(this.deliveries)) {
+      await trx('user_events').insert(
+        part.map((d) => ({ uid: d.uid, seq: d.seq, event_id: d.eventId, ts: d.ts })),
+      );
+    }
+    const headOnly: UserState[] = [];
+    const withBitmap: UserState[] = [];
+    for (const state of this.users.values()) {
+      if (state.readChanged || (state.headChanged && !state.exists)) withBitmap.push(state);
+      else if (state.headChanged) headOnly.push(state);
+    }
+    for (const part of chunks(headOnly)) {
+      await trx('user_states')
+        .insert(
+          part.map((s) => ({
+            uid: s.uid,
+            head_seq: s.headSeq,
+            floor_seq: s.floorSeq,
+            last_ts: s.lastTs,
+          })),
+        )
+        .onConflict('uid')
+        .merge(['head_seq', 'last_ts']);
+    }
+    for (const part of chunks(withBitmap, 200)) {
+      await trx('user_states')
+        .insert(
+          part.map((s) => {
+            const bitmap = s.bitmap;
+            if (bitmap && s.floorSeq > 1) bitmap.removeRange(0, s.floorSeq);
+            return {
+              uid: s.uid,
+              head_seq: s.headSeq,
+              floor_seq: s.floorSeq,
+              last_ts: s.lastTs,
+              read_bitmap: bitmap ? encodeBitmap(bitmap) : s.storedBitmap,
+              read_version: s.readVersion,
+            };
+          }),
+        )
+        .onConflict('uid')
+        .merge(['head_seq', 'last_ts', 'read_bitmap', 'read_version']);
+    }
+    for (const part of chunks(this.results)) {
+      await trx('command_results')
+        .insert(
+          part.map((r) => ({
+            topic,
+            log_partition: r.partition,
+            log_offset: r.offset,
+            changed: r.changed,
+            created_at: now,
+          })),
+        )
+        .onConflict(['topic', 'log_partition', 'log_offset'])
+        .ignore();
+    }
+  }
+
+  /** One notification per user whose head or read state changed. */
+  changes(): HeadChange[] {
+    const out: HeadChange[] = [];
+    for (const state of this.users.values()) {
+      if (!state.headChanged && !state.readChanged) continue;
+      const record = state.lastRecord;
+      out.push({
+        uid: state.uid,
+        headSeq: state.headSeq,
+        floorSeq: state.floorSeq,
+        unreadCount: unreadCount(this.bitmapOf(state), state.floorSeq, state.headSeq),
+        readVersion: state.readVersion,
+        ...(record ? { logTime: record.timestamp } : {}),
+        ...(record?.headers.traceparent ? { traceparent: record.headers.traceparent } : {}),
+      });
+    }
+    return out;
+  }
+}
+
+/** Current head and read state of some users, for re-sending notifications after a restart. */
+export async function currentHeads(db: Knex, uids: readonly number[]): Promise<HeadChange[]> {
+  const out: HeadChange[] = [];
+  for (const part of chunks(uids)) {
+    const rows = await typed<
+      Array<{
+        uid: number;
+        head_seq: number;
+        floor_seq: number;
+        read_bitmap: unknown;
+        read_version: number | string;
+      }>
+    >(
+      db('user_states')
+        .select('uid', 'head_seq', 'floor_seq', 'read_bitmap', 'read_version')
+        .whereIn('uid', part),
+    );
+    for (const row of rows) {
+      out.push({
+        uid: row.uid,
+        headSeq: row.head_seq,
+        floorSeq: row.floor_seq,
+        unreadCount: unreadCount(
+          decodeBitmap(toBuffer(row.read_bitmap)),
+          row.floor_seq,
+          row.head_seq,
+        ),
+        readVersion: Number(row.read_version),
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,81 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import { migrationSource } from '../../migrations/index.js';
+
+export type Database = Knex;
+
+export type Dialect = 'mysql' | 'sqlite';
+
+export interface DatabaseOptions {
+  /** `mysql://…` URL, or empty for SQLite. */
+  readonly mysqlUrl: string;
+  /** Folder of the SQLite file when `mysqlUrl` is empty. */
+  readonly dataDir: string;
+  readonly poolSize?: number;
+}
+
+export function dialectOf(db: Knex): Dialect {
+  const client = (db.client as { config: { client: unknown } }).config.client;
+  return client === 'mysql2' || client === 'mysql' ? 'mysql' : 'sqlite';
+}
+
+/** Opens the store: MySQL/MariaDB through mysql2, or SQLite (better-sqlite3) in `dataDir`. */
+export function openDatabase(options: DatabaseOptions): Knex {
+  if (options.mysqlUrl !== '') {
+    return knexFactory({
+      client: 'mysql2',
+      connection: {
+        uri: options.mysqlUrl,
+        // Seqs and offsets fit in 2^53; numbers keep the code free of string juggling.
+        supportBigNumbers: true,
+        bigNumberStrings: false,
+        dateStrings: true,
+        charset: 'utf8mb4',
+      } as Knex.MySql2ConnectionConfig,
+      pool: { min: 0, max: options.poolSize ?? 10 },
+      acquireConnectionTimeout: 30_000,
+    });
+  }
+  fs.mkdirSync(options.dataDir, { recursive: true });
+  return knexFactory({
+    client: 'better-sqlite3',
+    connection: { filename: path.join(options.dataDir, 'minipush.db') },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate(conn: { pragma(sql: string): unknown }, done: (err: Error | null) => void) {
+        // WAL survives a killed process; NORMAL sync is durable against process crashes.
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('synchronous = NORMAL');
+        conn.pragma('busy_timeout = 5000');
+        conn.pragma('foreign_keys = ON');
+        done(null);
+      },
+    },
+  });
+}
+
+/** Applies every pending migration; returns the names applied. */
+export async function migrateLatest(db: Knex): Promise<string[]> {
+  const [, applied] = await typed<[number, string[]]>(db.migrate.latest({ migrationSource }));
+  return applied;
+}
+
+/** Rolls every migration back (drops all MiniPush tables). */
+export async function migrateDown(db: Knex): Promise<string[]> {
+  const [, reverted] = await typed<[number, string[]]>(
+    db.migrate.rollback({ migrationSource }, true),
+  );
+  return reverted;
+}
+
+/**
+ * Types a query's result. Row shapes follow the schema in migrations/; knex cannot infer them
+ * from column lists, so each query states what it selects.
+ */
+export async function typed<T>(query: PromiseLike<unknown>): Promise<T> {
+  const result: unknown = await query;
+  return result as T;
+}

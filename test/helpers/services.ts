@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import knexFactory from 'knex';
+import { inject } from 'vitest';
+import { loadConfig, type Config } from '../../src/config.js';
+
+export function kafkaBrokers(): string[] {
+  return inject('kafkaBrokers').split(',');
+}
+
+export function mysqlUrl(): string {
+  return inject('mysqlUrl');
+}
+
+export function randomName(prefix: string): string {
+  return `${prefix}_${randomBytes(5).toString('hex')}`;
+}
+
+/** A fresh MariaDB database, dropped when `cleanup` runs; returns its URL. */
+export async function createTestDatabase(): Promise<{
+  url: string;
+  name: string;
+  drop: () => Promise<void>;
+}> {
+  const name = randomName('minipush_t');
+  const admin = knexFactory({ client: 'mysql2', connection: mysqlUrl() });
+  try {
+    await admin.raw(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+  } finally {
+    await admin.destroy();
+  }
+  const url = new URL(mysqlUrl());
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    drop: async () => {
+      const again = knexFactory({ client: 'mysql2', connection: mysqlUrl() });
+      try {
+        await again.raw(`DROP DATABASE IF EXISTS \`${name}\``);
+      } finally {
+        await again.destroy();
+      }
+    },
+  };
+}
+
+export function tempDir(prefix = 'minipush-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export type Backend = 'kafka+mysql' | 'embedded';
+
+/** A config for one test: random topic prefix, free ports, quiet logs, and the given backend. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return loadConfig({
+    env: {},
+    overrides: {
+      topicPrefix: randomName('mp'),
+      httpPort: 0,
+      grpcPort: 0,
+      logLevel: 'warn',
+      partitions: 4,
+      cleanerIntervalMs: 3_600_000,
+      ...overrides,
+    },
+  });
+}
+
+export interface TestBackend {
+  readonly config: Config;
+  /** Drops the database or removes the data folder. */
+  cleanup(): Promise<void>;
+}
+
+/** Config pointing at a fresh database and topics on the real broker, or at a fresh data folder. */
+export async function backendConfig(
+  backend: Backend,
+  overrides: Partial<Config> = {},
+): Promise<TestBackend> {
+  if (backend === 'embedded') {
+    const dataDir = tempDir();
+    return {
+      config: testConfig({ dataDir, ...overrides }),
+      cleanup: () => Promise.resolve(fs.rmSync(dataDir, { recursive: true, force: true })),
+    };
+  }
+  const db = await createTestDatabase();
+  return {
+    config: testConfig({ kafkaBrokers: kafkaBrokers(), mysqlUrl: db.url, ...overrides }),
+    cleanup: db.drop,
+  };
+}

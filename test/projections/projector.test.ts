@@ -1,0 +1,221 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeCommand } from '../../src/commands/command-record.js';
+import { partitionOfUid } from '../../src/domain/partitioner.js';
+import { decodeBitmap } from '../../src/domain/read-bitmap.js';
+import { HEADERS } from '../../src/log/log.js';
+import { getCommandResult } from '../../src/queries/get-publish-result.js';
+import { getStats } from '../../src/queries/get-stats.js';
+import type { Runtime } from '../../src/runtime.js';
+import { backendConfig, type Backend } from '../helpers/services.js';
+import {
+  feedOf,
+  readDeadLetters,
+  send,
+  waitApplied,
+  waitCaughtUp,
+  watchChanges,
+} from '../helpers/pipeline.js';
+import { startPipeline } from '../helpers/pipeline.js';
+import { typed } from '../../src/store/database.js';
+
+let nextUid = 1000;
+const freshUid = () => nextUid++;
+
+describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend) => {
+  let runtime: Runtime;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    const made = await backendConfig(backend, { roles: ['projector'] });
+    cleanup = () => made.cleanup();
+    runtime = await startPipeline(made.config);
+  });
+
+  afterAll(async () => {
+    await runtime?.close();
+    await cleanup?.();
+  });
+
+  it('should give each recipient gap-free seqs in log order and store the body once', async () => {
+    const [a, b] = [freshUid(), freshUid()];
+    await send(runtime, {
+      v: 1,
+      type: 'publish',
+      id: `e1-${a}`,
+      to: [a, b],
+      body: { n: 1 },
+      createTime: 111,
+    });
+    await send(runtime, { v: 1, type: 'publish', id: `e2-${a}`, to: [a], body: { n: 2 } });
+    await send(runtime, { v: 1, type: 'publish', id: `e3-${a}`, to: [b, a], body: { n: 3 } });
+    const { db } = runtime.backend;
+    expect(await feedOf(db, a)).toEqual([
+      { seq: 1, event_id: `e1-${a}` },
+      { seq: 2, event_id: `e2-${a}` },
+      { seq: 3, event_id: `e3-${a}` },
+    ]);
+    expect(await feedOf(db, b)).toEqual([
+      { seq: 1, event_id: `e1-${a}` },
+      { seq: 2, event_id: `e3-${a}` },
+    ]);
+    const events = await typed<
+      Array<{
+        body: string;
+        create_time: number;
+      }>
+    >(db('events').where('event_id', `e1-${a}`).select('body', 'create_time'));
+    expect(events).toHaveLength(1);
+    expect(JSON.parse(events[0]!.body)).toEqual({ n: 1 });
+    expect(Number(events[0]!.create_time)).toBe(111);
+    expect(await getStats(db, a)).toMatchObject({ headSeq: 3, floorSeq: 1, unreadCount: 3 });
+  });
+
+  it('should deliver a re-sent event id once per recipient, adding only new recipients', async () => {
+    const [a, b] = [freshUid(), freshUid()];
+    const id = `dup-${a}`;
+    await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'first' });
+    await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'again' });
+    await send(runtime, { v: 1, type: 'publish', id, to: [a, b], body: 'again' });
+    const { db } = runtime.backend;
+    expect(await feedOf(db, a)).toEqual([{ seq: 1, event_id: id }]);
+    expect(await feedOf(db, b)).toEqual([{ seq: 1, event_id: id }]);
+    const body = await typed<{ body: string }>(db('events').where('event_id', id).first('body'));
+    expect(JSON.parse(body.body)).toBe('first');
+  });
+
+  it('should apply read marks to the bitmap and report how many seqs changed', async () => {
+    const uid = freshUid();
+    for (let i = 1; i <= 6; i++) {
+      await send(runtime, { v: 1, type: 'publish', id: `r${i}-${uid}`, to: [uid], body: i });
+    }
+    const { db } = runtime.backend;
+    const topic = runtime.backend.log.topic;
+    const changedBy = async (positions: Awaited<ReturnType<typeof send>>) =>
+      getCommandResult(db, topic, positions[0]!.partition, positions[0]!.offset);
+
+    expect(
+      await changedBy(await send(runtime, { v: 1, type: 'markRead', uid, seqs: [2, 4, 99] })),
+    ).toBe(2);
+    expect(await getStats(db, uid)).toMatchObject({ headSeq: 6, unreadCount: 4, readVersion: 1 });
+    expect(await changedBy(await send(runtime, { v: 1, type: 'markReadUpTo', uid, upTo: 3 }))).toBe(
+      2,
+    );
+    expect(await getStats(db, uid)).toMatchObject({ unreadCount: 2, readVersion: 2 });
+    expect(
+      await changedBy(await send(runtime, { v: 1, type: 'markUnread', uid, seqs: [1, 5] })),
+    ).toBe(1);
+    expect(await changedBy(await send(runtime, { v: 1, type: 'markRead', uid, seqs: [2] }))).toBe(
+      0,
+    );
+    const stats = await getStats(db, uid);
+    expect(stats).toMatchObject({ unreadCount: 3, readVersion: 3 });
+    const row = await typed<{
+      read_bitmap: Buffer;
+    }>(db('user_states').where({ uid }).first('read_bitmap'));
+    expect(decodeBitmap(row.read_bitmap).toArray()).toEqual([2, 3, 4]);
+    expect(
+      await changedBy(await send(runtime, { v: 1, type: 'markReadUpTo', uid, upTo: 1000 })),
+    ).toBe(3);
+    expect(await getStats(db, uid)).toMatchObject({ unreadCount: 0 });
+  });
+
+  it('should notify head changes with head, unread count and read version', async () => {
+    const uid = freshUid();
+    const watch = await watchChanges(runtime);
+    try {
+      await send(runtime, { v: 1, type: 'publish', id: `n1-${uid}`, to: [uid], body: 1 });
+      await send(runtime, { v: 1, type: 'markRead', uid, seqs: [1] });
+      const deadline = Date.now() + 20_000;
+      while (watch.changes.filter((c) => c.uid === uid).length < 2 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const mine = watch.changes.filter((c) => c.uid === uid);
+      expect(mine.map((c) => [c.headSeq, c.unreadCount, c.readVersion])).toEqual([
+        [1, 1, 0],
+        [1, 0, 1],
+      ]);
+    } finally {
+      await watch.close();
+    }
+  });
+
+  it('should dead-letter junk with a reason while later good commands project', async () => {
+    const uid = freshUid();
+    const partitions = await runtime.backend.log.partitionCount();
+    const partition = partitionOfUid(uid, partitions);
+    const junk = [
+      Buffer.from('not json'),
+      Buffer.from('{"v":1,"type":"publish","id":"x"'),
+      Buffer.from(JSON.stringify({ v: 2, type: 'publish', id: 'v2', to: [uid], body: 1 })),
+      Buffer.from(JSON.stringify({ v: 1, type: 'explode', uid })),
+      Buffer.from(JSON.stringify({ v: 1, type: 'markRead', uid: -5, seqs: [1] })),
+      Buffer.from(
+        JSON.stringify({ v: 1, type: 'publish', id: 'big', to: [uid], body: 'x'.repeat(5000) }),
+      ),
+    ];
+    const positions = await runtime.backend.log.append(
+      junk.map((value) => ({
+        partition,
+        key: String(uid),
+        value,
+        headers: { marker: `junk-${uid}` },
+      })),
+    );
+    await send(runtime, { v: 1, type: 'publish', id: `after-junk-${uid}`, to: [uid], body: 'ok' });
+    await waitApplied(runtime, positions);
+    expect(await feedOf(runtime.backend.db, uid)).toEqual([
+      { seq: 1, event_id: `after-junk-${uid}` },
+    ]);
+    const letters = await readDeadLetters(
+      runtime.backend,
+      (l) => l.headers.marker === `junk-${uid}`,
+      junk.length,
+    );
+    const mine = letters.map((l) => l.headers[HEADERS.deadLetterReason]);
+    expect(letters.map((l) => l.headers[HEADERS.deadLetterSource])).toEqual(
+      positions.map((p) => `${runtime.backend.log.topic}:${p.partition}:${p.offset}`),
+    );
+    expect(mine).toEqual([
+      'record value is not valid JSON',
+      'record value is not valid JSON',
+      'unsupported schema version 2; this build reads v1',
+      'unknown command type "explode"; expected publish, markRead, markReadUpTo or markUnread',
+      'uid must be an unsigned 32-bit integer',
+      'body is 5002 bytes as JSON; the limit is 4096',
+    ]);
+  });
+
+  it('should re-route a publish produced to any partition, once, to the recipients’ partitions', async () => {
+    const uids = [freshUid(), freshUid(), freshUid(), freshUid(), freshUid()];
+    const id = `routed-${uids[0]}`;
+    const value = encodeCommand({ v: 1, type: 'publish', id, to: uids, body: { routed: true } });
+    // A business server producing directly, keyed by event id onto partition 0.
+    const positions = await runtime.backend.log.append([{ partition: 0, key: id, value }]);
+    await waitApplied(runtime, positions);
+    await waitCaughtUp(runtime);
+    for (const uid of uids) {
+      expect(await feedOf(runtime.backend.db, uid)).toEqual([{ seq: 1, event_id: id }]);
+    }
+    // The same forwarded record delivered twice (a projector killed after forwarding) applies once.
+    const partitions = await runtime.backend.log.partitionCount();
+    const target = partitionOfUid(uids[1]!, partitions);
+    if (target !== 0) {
+      const again = await runtime.backend.log.append([
+        {
+          partition: target,
+          key: id,
+          value: encodeCommand({
+            v: 1,
+            type: 'publish',
+            id: `${id}-replay`,
+            to: [uids[1]!],
+            body: 1,
+          }),
+          headers: { [HEADERS.origin]: `0:${positions[0]!.offset}` },
+        },
+      ]);
+      await waitApplied(runtime, again);
+      expect(await feedOf(runtime.backend.db, uids[1]!)).toEqual([{ seq: 1, event_id: id }]);
+    }
+  });
+});
