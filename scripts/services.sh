@@ -7,6 +7,8 @@
 #   scripts/services.sh status   print what runs; exit 0 only when both answer
 #   scripts/services.sh env      print the MINIPUSH_* variables that point at them
 #
+# `up` also builds grpcurl into .cache/bin (go install) for the gRPC reflection tests.
+#
 # Already running services you own are reused: set MINIPUSH_TEST_KAFKA_BROKERS and/or
 # MINIPUSH_TEST_MYSQL_URL and this script neither starts nor stops that service.
 set -euo pipefail
@@ -197,11 +199,26 @@ mariadb_down() {
   rm -f "$pidfile"
 }
 
+# ---------------------------------------------------------------- tools
+
+# grpcurl, for the tests that call the gRPC API through server reflection like an operator would.
+GRPCURL_VERSION=v1.9.3
+tools_up() {
+  local bin=$CACHE/bin
+  [ -x "$bin/grpcurl" ] && return 0
+  command -v go >/dev/null || die "Go is needed to build grpcurl (go install from the Go module proxy)"
+  log "building grpcurl $GRPCURL_VERSION with go install (first run only)"
+  mkdir -p "$bin"
+  GOBIN=$bin GOFLAGS=-mod=mod go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" >&2 ||
+    die "go install grpcurl failed"
+}
+
 # ---------------------------------------------------------------- commands
 
 print_env() {
   echo "MINIPUSH_KAFKA_BROKERS=${MINIPUSH_TEST_KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}"
   echo "MINIPUSH_MYSQL_URL=${MINIPUSH_TEST_MYSQL_URL:-mysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MARIADB_PORT/minipush}"
+  echo "MINIPUSH_TEST_GRPCURL=$CACHE/bin/grpcurl"
 }
 
 status() {
@@ -219,8 +236,10 @@ case "${1:-}" in
   up)
     # Kafka's jar fetch and MariaDB's install are independent; overlap them on a cold machine.
     kafka_up & kafka_job=$!
+    tools_up & tools_job=$!
     mariadb_up
     wait "$kafka_job" || die "Kafka failed to start"
+    wait "$tools_job" || die "grpcurl could not be built"
     print_env >"$CACHE/services.env"
     ;;
   down) kafka_down; mariadb_down ;;

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, redacted, settingsHelp, type Config } from './config.js';
 import { openBackend } from './backend.js';
 import { createLogger, type Logger } from './logger.js';
-import { prepareBackend, startRuntime } from './runtime.js';
+import { prepareBackend, startRuntime, type Runtime } from './runtime.js';
 import { migrateDown, migrateLatest } from './store/database.js';
+import { packageVersion } from './version.js';
 import { ensureTopics } from './log/topics.js';
 
 const USAGE = `Usage: minipush <command> [settings]
@@ -22,14 +22,45 @@ Every setting can be given as a flag or as an environment variable.
 `;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
+  return packageVersion();
 }
 
 function help(): string {
   return `${USAGE}${settingsHelp()}\n`;
+}
+
+/** What a person starting the service needs: where to connect and how to publish. */
+function banner(config: Config, runtime: Runtime): string {
+  const lines: string[] = [];
+  const kind = runtime.backend.kind;
+  lines.push(
+    kind.log === 'embedded' && kind.store === 'sqlite'
+      ? `MiniPush ${version()} is running on the embedded default (SQLite and log in ${config.dataDir})`
+      : `MiniPush ${version()} is running (log: ${kind.log}, store: ${kind.store}, roles: ${config.roles.join(',')})`,
+  );
+  const url = runtime.httpUrl;
+  if (url) {
+    const ws = url.replace(/^http/, 'ws');
+    lines.push(`  REST       ${url}/v1   (OpenAPI: ${url}/v1/openapi.json)`);
+    if (config.roles.includes('hub')) lines.push(`  WebSocket  ${ws}/v1/ws?token=<user JWT>`);
+    if (config.demoEnabled && config.roles.includes('hub')) lines.push(`  Demo       ${url}/demo`);
+  }
+  if (runtime.grpcPort !== null)
+    lines.push(`  gRPC       ${config.host}:${runtime.grpcPort}   (server reflection on)`);
+  const dev = runtime.devCredentials;
+  if (dev && url) {
+    const key = config.apiKeys[0] ?? dev.apiKey;
+    lines.push(`  API key    ${key}   (kept in ${config.dataDir}/dev-credentials.json)`);
+    if (config.devTokens)
+      lines.push(
+        `  User token curl -s -X POST ${url}/v1/dev/token -H 'content-type: application/json' -d '{"uid":1}'`,
+      );
+    lines.push('Publish an event to user 1:');
+    lines.push(
+      `  curl -s -X POST ${url}/v1/events -H 'authorization: Bearer ${key}' -H 'content-type: application/json' -d '{"to":[1],"body":{"text":"hello"}}'`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** Installs SIGINT/SIGTERM handlers that run `close` once and exit 0 (1 on a failed close). */
@@ -81,7 +112,16 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const runtime = await startRuntime({ config, logger });
       onShutdown(logger, config, () => runtime.close());
-      logger.info({ roles: config.roles, backend: runtime.backend.kind }, 'minipush is running');
+      logger.info(
+        {
+          roles: config.roles,
+          backend: runtime.backend.kind,
+          http: runtime.httpUrl,
+          grpcPort: runtime.grpcPort,
+        },
+        'minipush is running',
+      );
+      process.stderr.write(banner(config, runtime));
       return -1;
     }
     case 'migrate': {

@@ -1,6 +1,18 @@
-import type { Config } from './config.js';
+import type { Server as GrpcServer } from '@grpc/grpc-js';
+import { Authenticator, type AuthSettings } from './auth/authenticator.js';
+import {
+  loadDevCredentials,
+  withDevCredentials,
+  type DevCredentials,
+} from './auth/dev-credentials.js';
+import { isEmbedded, type Config } from './config.js';
 import { openBackend, type Backend } from './backend.js';
 import type { Logger } from './logger.js';
+import { MiniPushService } from './service.js';
+import { packageVersion } from './version.js';
+import { buildHttpApp, type HttpApp } from './transports/http/app.js';
+import type { Readiness } from './transports/http/routes/health.js';
+import { closeGrpc, createGrpcServer, listenGrpc } from './transports/grpc/server.js';
 import { Projector } from './projections/projector.js';
 import { TtlCleaner } from './projections/ttl-cleaner.js';
 import { ProjectionProgress } from './queries/projection-progress.js';
@@ -13,6 +25,15 @@ export interface Runtime {
   readonly progress: ProjectionProgress;
   readonly projector: Projector | null;
   readonly cleaner: TtlCleaner | null;
+  readonly service: MiniPushService;
+  readonly authenticator: Authenticator;
+  /** The REST/WebSocket app when this process runs the api or hub role. */
+  readonly http: HttpApp | null;
+  /** `http://host:port` the app listens on. */
+  readonly httpUrl: string | null;
+  readonly grpcPort: number | null;
+  /** Credentials made for the embedded default when none are configured. */
+  readonly devCredentials: DevCredentials | null;
   /** Stops taking work, drains, commits and closes everything, in that order. */
   close(): Promise<void>;
 }
@@ -32,6 +53,20 @@ export function commandLimits(config: Config) {
     maxEventIdLength: config.maxEventIdLength,
     maxSeqsPerCommand: config.maxSeqsPerCommand,
   };
+}
+
+export function serviceSettings(config: Config) {
+  return {
+    ...commandLimits(config),
+    defaultLimit: config.defaultLimit,
+    maxLimit: config.maxLimit,
+    waitTimeoutMs: config.waitTimeoutMs,
+  };
+}
+
+/** Largest HTTP body: a full-size event with the most recipients, with room for JSON syntax. */
+function httpBodyLimit(config: Config): number {
+  return config.bodyLimitBytes + config.maxRecipients * 12 + 64 * 1024;
 }
 
 export async function prepareBackend(
@@ -93,11 +128,77 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       closers.push(() => cleaner!.stop());
     }
 
+    let authSettings: AuthSettings = config;
+    let devCredentials: DevCredentials | null = null;
+    if (isEmbedded(config)) {
+      devCredentials = loadDevCredentials(config.dataDir);
+      authSettings = withDevCredentials(config, devCredentials);
+    }
+    const authenticator = new Authenticator(authSettings);
+    await authenticator.whenReady();
+    const service = new MiniPushService({
+      db: backend.db,
+      log: backend.log,
+      progress,
+      settings: serviceSettings(config),
+      ...(options.now ? { now: options.now } : {}),
+    });
+
+    const readiness = async (): Promise<Readiness> => {
+      const checks: Record<string, string> = {};
+      const check = async (name: string, probe: () => Promise<unknown>) => {
+        try {
+          await probe();
+          checks[name] = 'ok';
+        } catch (err) {
+          checks[name] = err instanceof Error ? err.message : String(err);
+        }
+      };
+      await check('store', () => backend.db.raw('SELECT 1'));
+      await check('log', () => backend.log.endOffsets());
+      if (projector) checks.projector = projector.isRunning() ? 'ok' : 'stopped';
+      return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+    };
+
+    let http: HttpApp | null = null;
+    let httpUrl: string | null = null;
+    if (config.roles.includes('api') || config.roles.includes('hub')) {
+      const jwtSecretForDev = devCredentials && config.devTokens ? authSettings.jwtSecret : null;
+      http = await buildHttpApp({
+        service,
+        authenticator,
+        logger,
+        readiness,
+        version: packageVersion(),
+        bodyLimit: httpBodyLimit(config),
+        devTokenSecret: jwtSecretForDev,
+      });
+      const app = http;
+      httpUrl = await app.listen({ host: config.host, port: config.httpPort });
+      closers.push(() => app.close());
+    }
+
+    let grpcServer: GrpcServer | null = null;
+    let grpcPort: number | null = null;
+    if (config.roles.includes('api') && config.grpcPort >= 0) {
+      const server = createGrpcServer({ service, authenticator, logger });
+      grpcPort = await listenGrpc(server, config.host, config.grpcPort);
+      grpcServer = server;
+      closers.push(() => closeGrpc(server, Math.min(5000, config.shutdownTimeoutMs / 2)));
+    }
+    void grpcServer;
+
     return {
       backend,
       progress,
       projector,
       cleaner,
+      service,
+      authenticator,
+      http,
+      httpUrl,
+      grpcPort,
+      devCredentials,
       async close() {
         for (const close of closers.reverse()) {
           await close().catch((err: unknown) => logger.warn({ err }, 'error while closing'));

@@ -11,6 +11,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     kafkaBrokers: string;
     mysqlUrl: string;
+    grpcurl: string;
   }
 }
 
@@ -50,6 +51,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   );
   project.provide('kafkaBrokers', env.MINIPUSH_KAFKA_BROKERS ?? '');
   project.provide('mysqlUrl', env.MINIPUSH_MYSQL_URL ?? '');
+  project.provide('grpcurl', env.MINIPUSH_TEST_GRPCURL ?? '');
   return async () => {
     if (!wasUp) {
       await run(script, ['down']);

@@ -1,4 +1,4 @@
-import type { ReadBitmap } from './read-bitmap.js';
+import { sliceBitmap, type ReadBitmap } from './read-bitmap.js';
 
 /**
  * The seed's read-state block: one run of contiguous stored seqs. `seq` is the run's highest
@@ -16,8 +16,7 @@ export function encodeReadBlock(bitmap: ReadBitmap, from: number, to: number): R
   if (to < from) return null;
   const len = to - from + 1;
   const bytes = Buffer.alloc(Math.ceil(len / 8));
-  for (const seq of bitmap.rangeUint32Array(from, len)) {
-    if (seq > to) break;
+  for (const seq of sliceBitmap(bitmap, from, to).toUint32Array()) {
     const i = to - seq;
     bytes[i >> 3]! |= 0x80 >> (i & 7);
   }

@@ -119,6 +119,10 @@ export class Projector {
     await this.consumer.ready();
   }
 
+  isRunning(): boolean {
+    return this.running;
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     await this.consumer?.stop();

@@ -1,0 +1,59 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { MiniPushService } from '../../../service.js';
+import { Uid, errorResponses } from '../schemas.js';
+import { traceHeaders } from '../../../telemetry/trace-context.js';
+
+export interface EventsRoutesOptions {
+  readonly service: MiniPushService;
+}
+
+/** Publishing: business servers (API keys) append events to the write log. */
+export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRoutesOptions> = async (
+  app,
+  { service },
+) => {
+  app.post(
+    '/v1/events',
+    {
+      schema: {
+        summary: 'Publish an event to users',
+        description:
+          "Appends a publish command to the write log. The id is the idempotency key: an id is delivered at most once per recipient. With wait=true the answer comes once the event is projected, with each recipient's seq.",
+        tags: ['commands'],
+        querystring: Type.Object({ wait: Type.Optional(Type.Boolean({ default: false })) }),
+        body: Type.Object(
+          {
+            id: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 128,
+                description: 'Idempotency key; generated when absent',
+              }),
+            ),
+            to: Type.Array(Uid, { minItems: 1, description: 'Recipients (duplicates removed)' }),
+            body: Type.Unknown({
+              description: 'Any JSON value, at most the configured body limit',
+            }),
+            createTime: Type.Optional(
+              Type.Integer({ minimum: 0, description: 'ms since the epoch; now when absent' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({ id: Type.String(), seqs: Type.Record(Type.String(), Type.Integer()) }),
+          202: Type.Object({ id: Type.String(), position: Type.String() }),
+          ...errorResponses(400, 401, 403, 413, 503, 504),
+        },
+      },
+    },
+    async (request, reply) => {
+      const result = await service.publish(request.principal, request.body, {
+        wait: request.query.wait === true,
+        headers: traceHeaders(),
+      });
+      return reply.code('seqs' in result ? 200 : 202).send(result);
+    },
+  );
+};

@@ -1,0 +1,187 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { MiniPushError } from '../../../errors.js';
+import { parseUid } from '../../../domain/uid.js';
+import type { MiniPushService } from '../../../service.js';
+import { Accepted, Seq, SeqOrZero, UidParams, errorResponses } from '../schemas.js';
+import { traceHeaders } from '../../../telemetry/trace-context.js';
+
+export interface UsersRoutesOptions {
+  readonly service: MiniPushService;
+  readonly maxLimit: number;
+}
+
+function uidOf(params: { uid: string }): number {
+  const uid = parseUid(params.uid);
+  if (uid === null)
+    throw new MiniPushError('MINIPUSH_INVALID_UID', 'uid must be an unsigned 32-bit integer');
+  return uid;
+}
+
+/** A user's feed: diff, range fetch, stats, read states, and read marks. */
+export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async (
+  app,
+  { service, maxLimit },
+) => {
+  const Limit = Type.Integer({
+    minimum: 1,
+    maximum: maxLimit,
+    description: `Page size, at most ${maxLimit}`,
+  });
+
+  app.get(
+    '/v1/users/:uid/events',
+    {
+      schema: {
+        summary: "Diff or fetch a user's events",
+        description:
+          'With after (or nothing): the events after that seq, oldest first (diff). With from and to: the events in that inclusive seq range, newest first unless order=asc (range fetch).',
+        tags: ['queries'],
+        params: UidParams,
+        querystring: Type.Object(
+          {
+            after: Type.Optional(SeqOrZero),
+            limit: Type.Optional(Limit),
+            from: Type.Optional(SeqOrZero),
+            to: Type.Optional(SeqOrZero),
+            order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Ref('FeedPage'), ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const uid = uidOf(request.params);
+      const { after, limit, from, to, order } = request.query;
+      if (from !== undefined || to !== undefined) {
+        if (from === undefined || to === undefined) {
+          throw new MiniPushError('MINIPUSH_INVALID_RANGE', 'a range fetch needs both from and to');
+        }
+        if (after !== undefined) {
+          throw new MiniPushError(
+            'MINIPUSH_BAD_REQUEST',
+            'give after (diff) or from/to (range), not both',
+          );
+        }
+        return service.fetch(request.principal, uid, { from, to, order, limit });
+      }
+      if (order !== undefined) {
+        throw new MiniPushError(
+          'MINIPUSH_BAD_REQUEST',
+          'order applies to range fetches (from/to) only',
+        );
+      }
+      return service.diff(request.principal, uid, after ?? 0, limit);
+    },
+  );
+
+  app.get(
+    '/v1/users/:uid/stats',
+    {
+      schema: {
+        summary: 'Head, floor and unread count',
+        tags: ['queries'],
+        params: UidParams,
+        response: { 200: Type.Ref('Stats'), ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => service.stats(request.principal, uidOf(request.params)),
+  );
+
+  app.get(
+    '/v1/users/:uid/read-states',
+    {
+      schema: {
+        summary: 'Which stored seqs are read',
+        description:
+          "format=roaring (default): a base64 portable roaring bitmap of read seqs in [floorSeq, upTo]. format=blocks: the seed's block format for old clients.",
+        tags: ['queries'],
+        params: UidParams,
+        querystring: Type.Object(
+          {
+            upTo: Type.Optional(SeqOrZero),
+            format: Type.Optional(Type.Union([Type.Literal('roaring'), Type.Literal('blocks')])),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Ref('ReadStates'), ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) =>
+      service.readStates(
+        request.principal,
+        uidOf(request.params),
+        request.query.upTo,
+        request.query.format ?? 'roaring',
+      ),
+  );
+
+  const Wait = Type.Object({ wait: Type.Optional(Type.Boolean({ default: false })) });
+  const markResponses = {
+    200: Type.Object({ changed: Type.Integer({ description: 'Seqs whose state flipped' }) }),
+    202: Accepted,
+    ...errorResponses(400, 401, 403, 503, 504),
+  };
+
+  app.post(
+    '/v1/users/:uid/read',
+    {
+      schema: {
+        summary: 'Mark seqs read, or all read up to a seq',
+        tags: ['commands'],
+        params: UidParams,
+        querystring: Wait,
+        body: Type.Object(
+          {
+            seqs: Type.Optional(Type.Array(Seq, { minItems: 1 })),
+            upTo: Type.Optional(Seq),
+          },
+          { additionalProperties: false },
+        ),
+        response: markResponses,
+      },
+    },
+    async (request, reply) => {
+      const result = await service.markRead(
+        request.principal,
+        uidOf(request.params),
+        request.body,
+        {
+          wait: request.query.wait === true,
+          headers: traceHeaders(),
+        },
+      );
+      return reply.code('changed' in result ? 200 : 202).send(result);
+    },
+  );
+
+  app.post(
+    '/v1/users/:uid/unread',
+    {
+      schema: {
+        summary: 'Mark seqs unread',
+        tags: ['commands'],
+        params: UidParams,
+        querystring: Wait,
+        body: Type.Object(
+          { seqs: Type.Array(Seq, { minItems: 1 }) },
+          { additionalProperties: false },
+        ),
+        response: markResponses,
+      },
+    },
+    async (request, reply) => {
+      const result = await service.markUnread(
+        request.principal,
+        uidOf(request.params),
+        request.body,
+        {
+          wait: request.query.wait === true,
+          headers: traceHeaders(),
+        },
+      );
+      return reply.code('changed' in result ? 200 : 202).send(result);
+    },
+  );
+};

@@ -1,0 +1,91 @@
+import { Type, type TSchema } from '@sinclair/typebox';
+import { MAX_SEQ, MAX_UID } from '../../domain/uid.js';
+
+/** Route schemas: they validate requests, shape responses (no leaked fields), and feed OpenAPI. */
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String({
+        description: 'Stable error code from the catalogue, e.g. MINIPUSH_INVALID_UID',
+      }),
+      message: Type.String({ description: 'What was wrong, naming the field' }),
+    }),
+  },
+  { $id: 'Error', description: 'Every error answer' },
+);
+
+export const Uid = Type.Integer({
+  minimum: 0,
+  maximum: MAX_UID,
+  description: 'User id (unsigned 32-bit)',
+});
+export const Seq = Type.Integer({
+  minimum: 1,
+  maximum: MAX_SEQ,
+  description: 'Per-user sequence number',
+});
+export const SeqOrZero = Type.Integer({ minimum: 0, maximum: MAX_SEQ });
+
+export const UidParams = Type.Object({
+  uid: Type.String({ pattern: '^[0-9]{1,10}$', description: 'User id (unsigned 32-bit, decimal)' }),
+});
+
+export const FeedEvent = Type.Object(
+  {
+    seq: Type.Integer(),
+    createTime: Type.Integer({ description: 'Creation time, ms since the epoch' }),
+    body: Type.Unknown({ description: 'The business payload, any JSON value' }),
+    read: Type.Boolean(),
+  },
+  { $id: 'FeedEvent' },
+);
+
+export const FeedPage = Type.Object(
+  {
+    headSeq: Type.Integer({ description: 'Highest seq of the user (0 when none)' }),
+    floorSeq: Type.Integer({ description: 'Lowest seq still stored' }),
+    events: Type.Array(Type.Ref(FeedEvent)),
+    more: Type.Boolean({ description: 'More events exist past this page' }),
+    reset: Type.Boolean({ description: 'Some asked-for events expired: refetch the newest page' }),
+  },
+  { $id: 'FeedPage' },
+);
+
+export const Stats = Type.Object(
+  {
+    headSeq: Type.Integer(),
+    floorSeq: Type.Integer(),
+    unreadCount: Type.Integer(),
+    readVersion: Type.Integer({ description: 'Grows with every read-state change' }),
+  },
+  { $id: 'Stats' },
+);
+
+export const ReadBlock = Type.Object({
+  seq: Type.Integer({ description: 'Highest seq of the run' }),
+  len: Type.Integer({ description: 'Seqs in the run' }),
+  base64: Type.String({ description: 'Bit i = seq − i, most significant bit first; 1 = read' }),
+});
+
+export const ReadStates = Type.Object(
+  {
+    headSeq: Type.Integer(),
+    floorSeq: Type.Integer(),
+    bitmap: Type.Optional(
+      Type.String({ description: 'Base64 portable roaring bitmap of read seqs' }),
+    ),
+    blocks: Type.Optional(Type.Array(ReadBlock)),
+  },
+  { $id: 'ReadStates' },
+);
+
+export const Accepted = Type.Object({
+  position: Type.String({ description: 'Log position(s) of the command, <partition>:<offset>,…' }),
+});
+
+export function errorResponses(...statuses: number[]): Record<number, TSchema> {
+  return Object.fromEntries(statuses.map((status) => [status, Type.Ref(ErrorBody)]));
+}
+
+export const SHARED_SCHEMAS = [ErrorBody, FeedEvent, FeedPage, Stats, ReadStates];
