@@ -8,6 +8,8 @@ import {
 import { isEmbedded, type Config } from './config.js';
 import { openBackend, type Backend } from './backend.js';
 import type { Logger } from './logger.js';
+import { Hub, type HubObserver } from './hubs/hub.js';
+import { KafkaSessionBus, LocalSessionBus, type SessionBus } from './hubs/session-bus.js';
 import { MiniPushService } from './service.js';
 import { packageVersion } from './version.js';
 import { buildHttpApp, type HttpApp } from './transports/http/app.js';
@@ -25,6 +27,7 @@ export interface Runtime {
   readonly progress: ProjectionProgress;
   readonly projector: Projector | null;
   readonly cleaner: TtlCleaner | null;
+  readonly hub: Hub | null;
   readonly service: MiniPushService;
   readonly authenticator: Authenticator;
   /** The REST/WebSocket app when this process runs the api or hub role. */
@@ -44,6 +47,7 @@ export interface RuntimeOptions {
   readonly now?: () => number;
   /** Applies migrations and creates topics first (the embedded default always does). */
   readonly prepare?: boolean;
+  readonly hubObserver?: HubObserver;
 }
 
 export function commandLimits(config: Config) {
@@ -157,8 +161,36 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       await check('store', () => backend.db.raw('SELECT 1'));
       await check('log', () => backend.log.endOffsets());
       if (projector) checks.projector = projector.isRunning() ? 'ok' : 'stopped';
+      if (hub) checks.hub = hub.isAccepting() ? 'ok' : 'closing';
       return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
     };
+
+    let hub: Hub | null = null;
+    if (config.roles.includes('hub')) {
+      const bus: SessionBus =
+        backend.kafka !== null
+          ? new KafkaSessionBus(
+              backend.kafka,
+              backend.topics.sessions,
+              `${config.topicPrefix}.hub`,
+              logger,
+            )
+          : new LocalSessionBus();
+      const created = new Hub({
+        settings: config,
+        service,
+        authenticator,
+        feed: backend.feed,
+        bus,
+        logger,
+        ...(options.now ? { now: options.now } : {}),
+        ...(options.hubObserver ? { observer: options.hubObserver } : {}),
+      });
+      closers.push(() => bus.close());
+      await created.start();
+      closers.push(() => created.close());
+      hub = created;
+    }
 
     let http: HttpApp | null = null;
     let httpUrl: string | null = null;
@@ -172,6 +204,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         version: packageVersion(),
         bodyLimit: httpBodyLimit(config),
         devTokenSecret: jwtSecretForDev,
+        plugins: hub ? [(app) => hub.register(app)] : [],
       });
       const app = http;
       httpUrl = await app.listen({ host: config.host, port: config.httpPort });
@@ -193,6 +226,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       progress,
       projector,
       cleaner,
+      hub,
       service,
       authenticator,
       http,

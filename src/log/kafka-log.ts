@@ -352,6 +352,77 @@ class KafkaLogConsumer {
   }
 }
 
+export interface BroadcastOptions {
+  readonly kafka: Kafka;
+  readonly topic: string;
+  /** A group of its own, so this subscriber reads every partition. */
+  readonly groupId: string;
+  readonly log: Logger;
+  readonly onMessages: (messages: readonly KafkaMessage[]) => void;
+}
+
+/**
+ * Reads every record appended to a topic from now on, as one member of a group of its own (a
+ * broadcast); the group is deleted on close so they do not pile up on the brokers.
+ */
+export async function subscribeFromNow(options: BroadcastOptions): Promise<Subscription> {
+  const { kafka, groupId } = options;
+  const log = options.log.child({ component: 'broadcast', topic: options.topic });
+  const consumer = kafka.consumer({
+    groupId,
+    sessionTimeout: 30_000,
+    heartbeatInterval: 3000,
+    maxWaitTimeInMs: 250,
+    allowAutoTopicCreation: false,
+  });
+  // Start exactly at the end offsets as of now; "latest" would be resolved later, at the first
+  // fetch, and could skip records appended in between.
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(options.topic).finally(() => admin.disconnect());
+  let first = true;
+  const joined = new Promise<void>((resolve) => {
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      if (!first) return;
+      first = false;
+      for (const partition of event.payload.memberAssignment[options.topic] ?? []) {
+        const end = ends.find((o) => o.partition === partition);
+        if (end) consumer.seek({ topic: options.topic, partition, offset: end.high });
+      }
+      resolve();
+    });
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [options.topic], fromBeginning: false });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: true,
+    partitionsConsumedConcurrently: 8,
+    eachBatch: ({ batch }) => {
+      options.onMessages(batch.messages);
+      return Promise.resolve();
+    },
+  });
+  await joined;
+  let closed = false;
+  return {
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await consumer.disconnect();
+      const cleanup = kafka.admin();
+      try {
+        await cleanup.connect();
+        await cleanup.deleteGroups([groupId]);
+      } catch (err) {
+        log.debug({ err }, 'could not delete broadcast group');
+      } finally {
+        await cleanup.disconnect();
+      }
+    },
+  };
+}
+
 /** Head-seq notifications on a compacted topic keyed by uid; each subscriber reads all of it. */
 export class KafkaChangeFeed implements ChangeFeed {
   private readonly producer: SharedProducer;
@@ -376,54 +447,28 @@ export class KafkaChangeFeed implements ChangeFeed {
   }
 
   async subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription> {
-    const groupId = `${this.options.groupPrefix}-${randomUUID()}`;
-    const log = this.options.log.child({ component: 'change-feed', group: groupId });
-    const consumer = this.options.kafka.consumer({
-      groupId,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3000,
-      maxWaitTimeInMs: 250,
-      allowAutoTopicCreation: false,
-    });
-    const joined = new Promise<void>((resolve) => {
-      consumer.on(consumer.events.GROUP_JOIN, () => resolve());
-    });
-    await consumer.connect();
-    // Only changes from now on matter: hubs read current state from the store on connect.
-    await consumer.subscribe({ topics: [this.options.topics.heads], fromBeginning: false });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: true,
-      partitionsConsumedConcurrently: 4,
-      eachBatch: ({ batch }) => {
+    const subscription = await subscribeFromNow({
+      kafka: this.options.kafka,
+      topic: this.options.topics.heads,
+      groupId: `${this.options.groupPrefix}-${randomUUID()}`,
+      log: this.options.log,
+      onMessages: (messages) => {
         const changes: HeadChange[] = [];
-        for (const message of batch.messages) {
+        for (const message of messages) {
           const change = decodeHeadChange(message.value);
           if (change) changes.push(change);
         }
         if (changes.length > 0) onChanges(changes);
-        return Promise.resolve();
       },
     });
-    await joined;
-    const admin = this.options.kafka.admin();
-    const subscription: Subscription = {
+    const tracked: Subscription = {
       close: async () => {
-        this.subscriptions.delete(subscription);
-        await consumer.disconnect();
-        // Each subscriber has its own group; remove it so groups do not pile up.
-        try {
-          await admin.connect();
-          await admin.deleteGroups([groupId]);
-        } catch (err) {
-          log.debug({ err }, 'could not delete change-feed group');
-        } finally {
-          await admin.disconnect();
-        }
+        this.subscriptions.delete(tracked);
+        await subscription.close();
       },
     };
-    this.subscriptions.add(subscription);
-    return subscription;
+    this.subscriptions.add(tracked);
+    return tracked;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,107 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka, Producer } from 'kafkajs';
+import { subscribeFromNow } from '../log/kafka-log.js';
+import type { Subscription } from '../log/log.js';
+import type { Logger } from '../logger.js';
+import type { SessionRecord } from './session-quota.js';
+
+/** Carries session records between hubs, in one order per uid. */
+export interface SessionBus {
+  publish(record: SessionRecord): Promise<void>;
+  /** Delivers records published after the returned promise resolves, in order per key. */
+  subscribe(onRecords: (records: readonly SessionRecord[]) => void): Promise<Subscription>;
+  close(): Promise<void>;
+}
+
+function decodeRecord(value: Buffer | null): SessionRecord | null {
+  if (!value) return null;
+  try {
+    const parsed = JSON.parse(value.toString('utf8')) as Partial<SessionRecord>;
+    if (typeof parsed.type !== 'string' || typeof parsed.hubId !== 'string') return null;
+    return parsed as SessionRecord;
+  } catch {
+    return null;
+  }
+}
+
+/** Session records on the `<prefix>.sessions` topic, keyed by uid so each uid has one order. */
+export class KafkaSessionBus implements SessionBus {
+  private producer: Producer | null = null;
+  private readonly subscriptions = new Set<Subscription>();
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly topic: string,
+    private readonly groupPrefix: string,
+    private readonly log: Logger,
+  ) {}
+
+  async publish(record: SessionRecord): Promise<void> {
+    if (!this.producer) {
+      const producer = this.kafka.producer({ allowAutoTopicCreation: false });
+      await producer.connect();
+      this.producer = producer;
+    }
+    await this.producer.send({
+      topic: this.topic,
+      acks: 1,
+      messages: [
+        { key: 'uid' in record ? String(record.uid) : record.hubId, value: JSON.stringify(record) },
+      ],
+    });
+  }
+
+  async subscribe(onRecords: (records: readonly SessionRecord[]) => void): Promise<Subscription> {
+    const subscription = await subscribeFromNow({
+      kafka: this.kafka,
+      topic: this.topic,
+      groupId: `${this.groupPrefix}-${randomUUID()}`,
+      log: this.log,
+      onMessages: (messages) => {
+        const records: SessionRecord[] = [];
+        for (const message of messages) {
+          const record = decodeRecord(message.value);
+          if (record) records.push(record);
+        }
+        if (records.length > 0) onRecords(records);
+      },
+    });
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    this.subscriptions.clear();
+    await this.producer?.disconnect();
+    this.producer = null;
+  }
+}
+
+/** In-process bus for a single hub (the embedded default). */
+export class LocalSessionBus implements SessionBus {
+  private readonly handlers = new Set<(records: readonly SessionRecord[]) => void>();
+
+  publish(record: SessionRecord): Promise<void> {
+    // Delivered on a later tick, like a real log, so callers never re-enter themselves.
+    queueMicrotask(() => {
+      for (const handler of [...this.handlers]) handler([record]);
+    });
+    return Promise.resolve();
+  }
+
+  subscribe(onRecords: (records: readonly SessionRecord[]) => void): Promise<Subscription> {
+    this.handlers.add(onRecords);
+    return Promise.resolve({
+      close: () => {
+        this.handlers.delete(onRecords);
+        return Promise.resolve();
+      },
+    });
+  }
+
+  close(): Promise<void> {
+    this.handlers.clear();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,119 @@
+import WebSocket from 'ws';
+
+export interface TestSocket {
+  readonly ws: WebSocket;
+  /** Every message received, in order. */
+  readonly messages: any[];
+  /** Resolves with the first message (from the start) matching `predicate` not yet taken. */
+  next(predicate: (message: any) => boolean, timeoutMs?: number): Promise<any>;
+  /** Sends a request with a fresh reqId and resolves with its answer (or error). */
+  request(type: string, fields?: Record<string, unknown>, timeoutMs?: number): Promise<any>;
+  send(message: unknown): void;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  close(): Promise<void>;
+}
+
+let reqCounter = 0;
+
+/** Opens a WebSocket and collects its messages; rejects if the upgrade is refused. */
+export function connect(
+  url: string,
+  options: {
+    token?: string;
+    protocols?: string[];
+    headers?: Record<string, string>;
+    localAddress?: string;
+    /** False makes a client that never answers pings. */
+    autoPong?: boolean;
+  } = {},
+): Promise<TestSocket> {
+  const target =
+    options.token === undefined
+      ? url
+      : `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(options.token)}`;
+  const ws = new WebSocket(target, options.protocols ?? [], {
+    ...(options.headers ? { headers: options.headers } : {}),
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    ...(options.autoPong === false ? { autoPong: false } : {}),
+  });
+  const messages: any[] = [];
+  const taken = new Set<number>();
+  const waiters: Array<() => void> = [];
+  ws.on('message', (data, isBinary) => {
+    const bytes = Buffer.isBuffer(data)
+      ? data
+      : Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.from(data);
+    messages.push(isBinary ? bytes : JSON.parse(bytes.toString('utf8')));
+    for (const wake of waiters.splice(0)) wake();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.on('close', (code, reason) => {
+      resolve({ code, reason: reason.toString() });
+      for (const wake of waiters.splice(0)) wake();
+    });
+  });
+  const socket: TestSocket = {
+    ws,
+    messages,
+    next(predicate, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const deadline = setTimeout(() => {
+          reject(
+            new Error(
+              `no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages).slice(0, 2000)}`,
+            ),
+          );
+        }, timeoutMs);
+        const check = () => {
+          const index = messages.findIndex((m, i) => !taken.has(i) && predicate(m));
+          if (index >= 0) {
+            taken.add(index);
+            clearTimeout(deadline);
+            resolve(messages[index]);
+          } else if (ws.readyState === WebSocket.CLOSED) {
+            clearTimeout(deadline);
+            reject(
+              new Error(
+                `socket closed while waiting; got ${JSON.stringify(messages).slice(0, 2000)}`,
+              ),
+            );
+          } else {
+            waiters.push(check);
+          }
+        };
+        check();
+      });
+    },
+    request(type, fields = {}, timeoutMs = 15_000) {
+      const reqId = `r${++reqCounter}`;
+      ws.send(JSON.stringify({ type, reqId, ...fields }));
+      return socket.next((m) => m.reqId === reqId, timeoutMs);
+    },
+    send(message) {
+      ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+    },
+    closed,
+    async close() {
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close();
+      await closed;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(socket));
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () =>
+        reject(
+          Object.assign(new Error(`upgrade refused: ${res.statusCode} ${body}`), {
+            status: res.statusCode,
+            body,
+          }),
+        ),
+      );
+    });
+    ws.once('error', (err) => reject(err));
+  });
+}
