@@ -1,5 +1,12 @@
 #!/usr/bin/env node
-import { ConfigError, loadConfig, redacted, settingsHelp, type Config } from './config.js';
+import {
+  ConfigError,
+  loadConfig,
+  redacted,
+  settingsHelp,
+  settingsMarkdown,
+  type Config,
+} from './config.js';
 import { openBackend } from './backend.js';
 import { createLogger, type Logger } from './logger.js';
 import { prepareBackend, startRuntime, type Runtime } from './runtime.js';
@@ -96,6 +103,10 @@ function onShutdown(logger: Logger, config: Config, close: () => Promise<void>):
 
 async function main(argv: string[]): Promise<number> {
   const [command = 'help', ...rest] = argv;
+  if (command === 'help' && rest.includes('--markdown')) {
+    process.stdout.write(`${settingsMarkdown()}\n`);
+    return 0;
+  }
   if (command === 'help' || command === '--help' || command === '-h' || rest.includes('--help')) {
     process.stdout.write(help());
     return 0;

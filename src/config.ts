@@ -561,6 +561,20 @@ export function settingsHelp(): string {
   return ['Settings (flag, environment variable, meaning):', ...lines].join('\n');
 }
 
+/** The settings table of docs/configuration.md, generated from {@link SETTINGS}. */
+export function settingsMarkdown(): string {
+  const rows = KEYS.map((key) => {
+    const s = SETTINGS[key];
+    const def = s.default === '' ? '—' : `\`${s.default}\``;
+    return `| \`--${s.flag}\` | \`${s.env}\` | ${def} | ${s.doc.replace(/\|/g, '\\|')} |`;
+  });
+  return [
+    '| flag | environment variable | default | meaning |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+}
+
 /** The config with secrets masked, for logs and `minipush config`. */
 export function redacted(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = { ...config };

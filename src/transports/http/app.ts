@@ -1,5 +1,6 @@
 import { Ajv } from 'ajv';
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
@@ -124,7 +125,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
   const httpLogger: FastifyBaseLogger = options.logger.child({ component: 'http' });
   const app = Fastify({
     loggerInstance: httpLogger,
-    disableRequestLogging: true,
+    // Per-request lines cost more than they tell at this rate; errors are logged by our handler.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
