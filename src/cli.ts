@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './logger.js';
 import { prepareBackend, startRuntime, type Runtime } from './runtime.js';
 import { migrateDown, migrateLatest } from './store/database.js';
 import { packageVersion } from './version.js';
+import { verifyProjections } from './queries/verify-projections.js';
 import { ensureTopics } from './log/topics.js';
 
 const USAGE = `Usage: minipush <command> [settings]
@@ -21,6 +22,8 @@ Commands:
              MySQL settings it runs the embedded default: one process, data in --data-dir.
   migrate    apply database migrations (--down rolls all of them back)
   topics     create the Kafka topics with their partitions, compaction and retention
+  verify     check the projections' invariants (gap-free seqs, heads, read bits, offsets);
+             exits 1 and lists the violations when any is broken
   config     print the effective configuration (secrets masked)
   help       show this help
 
@@ -180,6 +183,20 @@ async function main(argv: string[]): Promise<number> {
         await backend.close();
       }
       return 0;
+    }
+    case 'verify': {
+      const backend = openBackend(config, logger);
+      try {
+        const logEnds = await backend.log.endOffsets().catch(() => undefined);
+        const report = await verifyProjections(backend.db, {
+          topic: backend.log.topic,
+          ...(logEnds ? { logEnds } : {}),
+        });
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        return report.ok ? 0 : 1;
+      } finally {
+        await backend.close();
+      }
     }
     case 'config':
       process.stdout.write(`${JSON.stringify(redacted(config), null, 2)}\n`);

@@ -1,0 +1,210 @@
+import type { Knex } from 'knex';
+import { decodeBitmap } from '../domain/read-bitmap.js';
+import { typed } from '../store/database.js';
+
+export type ViolationKind =
+  | 'seq-gap'
+  | 'head-mismatch'
+  | 'floor-mismatch'
+  | 'orphan-deliveries'
+  | 'missing-event'
+  | 'read-beyond-head'
+  | 'offset-beyond-log';
+
+export interface Violation {
+  readonly kind: ViolationKind;
+  readonly uid?: number;
+  readonly detail: string;
+}
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly users: number;
+  readonly deliveries: number;
+  readonly events: number;
+  readonly violations: Violation[];
+  /** Violations beyond this many are counted, not listed. */
+  readonly truncated: number;
+}
+
+export interface VerifyOptions {
+  /** End offset + 1 per partition of the commands log, when reachable. */
+  readonly logEnds?: readonly number[];
+  readonly topic?: string;
+  readonly maxListed?: number;
+  /** Users per scan step. */
+  readonly chunk?: number;
+}
+
+interface FeedShape {
+  uid: number;
+  low: number;
+  high: number;
+  n: number | string;
+}
+
+interface StateRow {
+  uid: number;
+  head_seq: number;
+  floor_seq: number;
+  read_bitmap: Buffer | null;
+}
+
+/**
+ * Checks the invariants every deployment must keep, reading only the projected tables: each
+ * user's stored seqs are exactly floorSeq..headSeq with no gap, every delivery has its event, read
+ * bits never pass the head, and no projector claims offsets the log does not have.
+ */
+export async function verifyProjections(
+  db: Knex,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const maxListed = options.maxListed ?? 100;
+  const chunk = options.chunk ?? 5000;
+  const violations: Violation[] = [];
+  let truncated = 0;
+  const report = (violation: Violation) => {
+    if (violations.length < maxListed) violations.push(violation);
+    else truncated++;
+  };
+
+  let users = 0;
+  let lastUid = -1;
+  for (;;) {
+    const states = await typed<StateRow[]>(
+      db('user_states')
+        .where('uid', '>', lastUid)
+        .orderBy('uid')
+        .limit(chunk)
+        .select('uid', 'head_seq', 'floor_seq', 'read_bitmap'),
+    );
+    if (states.length === 0) break;
+    const first = states[0]!.uid;
+    const last = states[states.length - 1]!.uid;
+    lastUid = last;
+    users += states.length;
+    const shapes = await typed<FeedShape[]>(
+      db('user_events')
+        .whereBetween('uid', [first, last])
+        .groupBy('uid')
+        .select(
+          'uid',
+          db.raw('MIN(seq) AS low'),
+          db.raw('MAX(seq) AS high'),
+          db.raw('COUNT(*) AS n'),
+        ),
+    );
+    const byUid = new Map(shapes.map((s) => [s.uid, s]));
+    for (const state of states) {
+      const shape = byUid.get(state.uid);
+      byUid.delete(state.uid);
+      const { uid, head_seq: head, floor_seq: floor } = state;
+      if (!shape) {
+        if (head >= floor)
+          report({
+            kind: 'seq-gap',
+            uid,
+            detail: `seqs ${floor}..${head} should be stored but none are`,
+          });
+      } else {
+        const count = Number(shape.n);
+        if (shape.high !== head)
+          report({
+            kind: 'head-mismatch',
+            uid,
+            detail: `head_seq is ${head} but the highest stored seq is ${shape.high}`,
+          });
+        if (shape.low !== floor)
+          report({
+            kind: 'floor-mismatch',
+            uid,
+            detail: `floor_seq is ${floor} but the lowest stored seq is ${shape.low}`,
+          });
+        if (count !== shape.high - shape.low + 1) {
+          report({
+            kind: 'seq-gap',
+            uid,
+            detail: `${count} seqs stored between ${shape.low} and ${shape.high}`,
+          });
+        }
+      }
+      if (state.read_bitmap && state.read_bitmap.length > 0) {
+        const bitmap = decodeBitmap(state.read_bitmap);
+        const top = bitmap.maximum();
+        if (bitmap.size > 0 && top > head) {
+          report({
+            kind: 'read-beyond-head',
+            uid,
+            detail: `seq ${top} is marked read but the head is ${head}`,
+          });
+        }
+      }
+    }
+    for (const orphan of byUid.values()) {
+      report({
+        kind: 'orphan-deliveries',
+        uid: orphan.uid,
+        detail: `${orphan.n} deliveries but no user_states row`,
+      });
+    }
+  }
+  // Deliveries of users above the last state row.
+  const beyond = await typed<Array<{ uid: number; n: number | string }>>(
+    db('user_events')
+      .where('uid', '>', lastUid)
+      .groupBy('uid')
+      .select('uid', db.raw('COUNT(*) AS n')),
+  );
+  for (const orphan of beyond) {
+    report({
+      kind: 'orphan-deliveries',
+      uid: orphan.uid,
+      detail: `${orphan.n} deliveries but no user_states row`,
+    });
+  }
+
+  const missing = await typed<Array<{ uid: number; seq: number; event_id: string }>>(
+    db('user_events as ue')
+      .leftJoin('events as e', 'e.event_id', 'ue.event_id')
+      .whereNull('e.event_id')
+      .limit(maxListed)
+      .select('ue.uid', 'ue.seq', 'ue.event_id'),
+  );
+  for (const row of missing) {
+    report({
+      kind: 'missing-event',
+      uid: row.uid,
+      detail: `seq ${row.seq} refers to event ${row.event_id}, which is gone`,
+    });
+  }
+
+  if (options.logEnds && options.topic) {
+    const offsets = await typed<Array<{ log_partition: number; next_offset: number | string }>>(
+      db('projector_offsets')
+        .where({ topic: options.topic })
+        .select('log_partition', 'next_offset'),
+    );
+    for (const row of offsets) {
+      const end = options.logEnds[row.log_partition] ?? 0;
+      if (Number(row.next_offset) > end) {
+        report({
+          kind: 'offset-beyond-log',
+          detail: `partition ${row.log_partition}: projected up to ${row.next_offset} but the log ends at ${end}`,
+        });
+      }
+    }
+  }
+
+  const [deliveries] = await typed<Array<{ n: number | string }>>(
+    db('user_events').count({ n: '*' }),
+  );
+  const [events] = await typed<Array<{ n: number | string }>>(db('events').count({ n: '*' }));
+  return {
+    ok: violations.length === 0 && truncated === 0,
+    users,
+    deliveries: Number(deliveries?.n ?? 0),
+    events: Number(events?.n ?? 0),
+    violations,
+    truncated,
+  };
+}
