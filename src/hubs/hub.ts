@@ -129,6 +129,9 @@ export class Hub {
   private readonly sessions = new Map<string, Session>();
   private readonly byUid = new Map<number, Set<Session>>();
   private readonly byIp = new Map<string, number>();
+  /** Upgrades admitted but not yet turned into sessions. */
+  private connecting = 0;
+  private readonly settleReservation = new WeakMap<object, () => void>();
   private readonly nudges = new Map<number, UserNudges>();
   private readonly e2eWindows = new Map<number, { start: number; count: number }>();
   private readonly quota: SessionQuota;
@@ -216,6 +219,7 @@ export class Hub {
         preValidation: (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
           const refusal = this.refuseUpgrade(request);
           if (!refusal) {
+            this.reserve(request);
             done();
             return;
           }
@@ -253,7 +257,7 @@ export class Hub {
         ),
       };
     }
-    if (this.sessions.size >= settings.maxSessionsPerHub) {
+    if (this.sessions.size + this.connecting >= settings.maxSessionsPerHub) {
       return {
         status: 503,
         error: new MiniPushError('MINIPUSH_UNAVAILABLE', 'this hub is full; try another or later'),
@@ -274,22 +278,36 @@ export class Hub {
     return null;
   }
 
+  /**
+   * Counts a connection against its IP and the hub's capacity before the upgrade, so a burst of
+   * concurrent upgrades cannot all pass the checks; released when the TCP connection ends.
+   */
+  private reserve(request: FastifyRequest): void {
+    const ip = request.ip;
+    this.byIp.set(ip, (this.byIp.get(ip) ?? 0) + 1);
+    this.connecting++;
+    let pending = true;
+    this.settleReservation.set(request.raw, () => {
+      if (pending) this.connecting--;
+      pending = false;
+    });
+    request.raw.socket.once('close', () => {
+      if (pending) this.connecting--;
+      pending = false;
+      const left = (this.byIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.byIp.delete(ip);
+      else this.byIp.set(ip, left);
+    });
+  }
+
   private accept(socket: WebSocket, request: FastifyRequest): void {
+    // The reservation holds until the session is counted in `sessions` (after authentication).
+    const settle = this.settleReservation.get(request.raw) ?? (() => undefined);
+    this.settleReservation.delete(request.raw);
     const query = request.query as Record<string, unknown>;
     const token =
       (typeof query.token === 'string' && query.token !== '' ? query.token : null) ??
       tokenFromSubprotocols(request.headers['sec-websocket-protocol']);
-    // Count the connection at once so a flood of unauthenticated sockets hits the per-IP limit.
-    this.byIp.set(request.ip, (this.byIp.get(request.ip) ?? 0) + 1);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const left = (this.byIp.get(request.ip) ?? 1) - 1;
-      if (left <= 0) this.byIp.delete(request.ip);
-      else this.byIp.set(request.ip, left);
-    };
-    socket.once('close', release);
     socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
     if (token === null) {
       this.refuse(
@@ -313,6 +331,7 @@ export class Hub {
         }
         if (socket.readyState !== socket.OPEN) return;
         this.open(socket, principal, request.ip);
+        settle();
       },
       (err: unknown) => {
         const error =
