@@ -15,8 +15,19 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${MINIPUSH_CACHE_DIR:-$ROOT/.cache}
-KAFKA_DIR=$CACHE/kafka
-MARIADB_DIR=$CACHE/mariadb
+# Kafka's jars are shared; each instance (the default one, or e.g. the fault suite's private one
+# chosen with MINIPUSH_SERVICES_INSTANCE) has its own data, pid files and ports.
+KAFKA_LIB=$CACHE/kafka/lib
+INSTANCE=${MINIPUSH_SERVICES_INSTANCE:-}
+if [ -z "$INSTANCE" ]; then
+  STATE_DIR=$CACHE
+  KAFKA_DIR=$CACHE/kafka
+  MARIADB_DIR=$CACHE/mariadb
+else
+  STATE_DIR=$CACHE/instances/$INSTANCE
+  KAFKA_DIR=$STATE_DIR/kafka
+  MARIADB_DIR=$STATE_DIR/mariadb
+fi
 KAFKA_PORT=${MINIPUSH_TEST_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
 MARIADB_PORT=${MINIPUSH_TEST_MARIADB_PORT:-13306}
@@ -45,15 +56,15 @@ wait_for() { # seconds description command...
 # ---------------------------------------------------------------- Kafka
 
 kafka_fetch() {
-  local marker=$KAFKA_DIR/lib/.complete-$KAFKA_VERSION
+  local marker=$KAFKA_LIB/.complete-$KAFKA_VERSION
   [ -f "$marker" ] && return 0
   command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka's jars from Maven Central"
   command -v java >/dev/null || die "Java 17 is needed to run the Kafka broker"
   log "fetching Apache Kafka $KAFKA_VERSION from Maven Central (first run only)"
-  rm -rf "$KAFKA_DIR/lib"
-  mkdir -p "$KAFKA_DIR/lib"
+  rm -rf "$KAFKA_LIB"
+  mkdir -p "$KAFKA_LIB"
   mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$KAFKA_DIR/lib" -DincludeScope=runtime >&2 || die "mvn could not fetch Kafka"
+    -DoutputDirectory="$KAFKA_LIB" -DincludeScope=runtime >&2 || die "mvn could not fetch Kafka"
   touch "$marker"
 }
 
@@ -99,7 +110,7 @@ kafka_up() {
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set MINIPUSH_TEST_KAFKA_PORT"
   kafka_fetch
   kafka_config
-  local cp="$KAFKA_DIR/lib/*"
+  local cp="$KAFKA_LIB/*"
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
     local cluster_id
     cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
@@ -240,7 +251,8 @@ case "${1:-}" in
     mariadb_up
     wait "$kafka_job" || die "Kafka failed to start"
     wait "$tools_job" || die "grpcurl could not be built"
-    print_env >"$CACHE/services.env"
+    mkdir -p "$STATE_DIR"
+    print_env >"$STATE_DIR/services.env"
     ;;
   down) kafka_down; mariadb_down ;;
   status) status ;;

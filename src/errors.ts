@@ -61,3 +61,39 @@ export function badRequest(message: string): MiniPushError {
 export function isMiniPushError(err: unknown): err is MiniPushError {
   return err instanceof MiniPushError;
 }
+
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_LOCK_DEADLOCK',
+  'SQLITE_BUSY',
+]);
+
+/** True for failures of the store or the log that a retry may fix (they are not our bugs). */
+export function isUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+    if (e.name === 'KnexTimeoutError') return true;
+  }
+  return false;
+}
+
+/** Any error as a client error: catalogue errors as they are, infrastructure failures as 503. */
+export function asClientError(err: unknown): MiniPushError {
+  if (err instanceof MiniPushError) return err;
+  if (isUnavailable(err)) {
+    return new MiniPushError('MINIPUSH_UNAVAILABLE', 'the store or the log is unavailable; retry', {
+      cause: err,
+    });
+  }
+  return new MiniPushError('MINIPUSH_INTERNAL', 'internal error', { cause: err });
+}

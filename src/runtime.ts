@@ -8,6 +8,7 @@ import {
 import { isEmbedded, type Config } from './config.js';
 import { openBackend, type Backend } from './backend.js';
 import type { Logger } from './logger.js';
+import { openFileLimit, sessionCapacity } from './hubs/fd-limit.js';
 import { Hub, type HubObserver } from './hubs/hub.js';
 import { KafkaSessionBus, LocalSessionBus, type SessionBus } from './hubs/session-bus.js';
 import { MiniPushService } from './service.js';
@@ -95,13 +96,14 @@ export async function prepareBackend(
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, logger } = options;
   const backend = openBackend(config, logger);
-  const closers: Array<() => Promise<void>> = [];
+  // Closed in reverse order of opening: stop taking work first, release the backend last.
+  const closers: Array<{ name: string; close: () => Promise<void> }> = [];
   try {
     if (options.prepare ?? backend.kind.log === 'embedded') {
       await prepareBackend(config, backend, logger);
     }
     const progress = new ProjectionProgress(backend.db, backend.log.topic);
-    closers.push(() => Promise.resolve(progress.stop()));
+    closers.push({ name: 'projection progress', close: () => Promise.resolve(progress.stop()) });
 
     let projector: Projector | null = null;
     if (config.roles.includes('projector')) {
@@ -115,7 +117,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         hooks: { onApplied: (partition, next) => progress.noteApplied(partition, next) },
       });
       await projector.start();
-      closers.push(() => projector!.stop());
+      closers.push({ name: 'projector', close: () => projector!.stop() });
     }
 
     let cleaner: TtlCleaner | null = null;
@@ -129,7 +131,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         ...(options.now ? { now: options.now } : {}),
       });
       cleaner.start();
-      closers.push(() => cleaner!.stop());
+      closers.push({ name: 'cleaner', close: () => cleaner!.stop() });
     }
 
     let authSettings: AuthSettings = config;
@@ -176,8 +178,15 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
               logger,
             )
           : new LocalSessionBus();
+      const capacity = sessionCapacity(config.maxSessionsPerHub);
+      if (capacity < config.maxSessionsPerHub) {
+        logger.warn(
+          { configured: config.maxSessionsPerHub, capacity, openFileLimit: openFileLimit() },
+          'the open-file limit caps the sessions this hub can hold; raise it (ulimit -n) for more',
+        );
+      }
       const created = new Hub({
-        settings: config,
+        settings: { ...config, maxSessionsPerHub: capacity },
         service,
         authenticator,
         feed: backend.feed,
@@ -186,9 +195,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         ...(options.now ? { now: options.now } : {}),
         ...(options.hubObserver ? { observer: options.hubObserver } : {}),
       });
-      closers.push(() => bus.close());
+      closers.push({ name: 'session bus', close: () => bus.close() });
       await created.start();
-      closers.push(() => created.close());
+      closers.push({ name: 'hub', close: () => created.close() });
       hub = created;
     }
 
@@ -208,7 +217,20 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       });
       const app = http;
       httpUrl = await app.listen({ host: config.host, port: config.httpPort });
-      closers.push(() => app.close());
+      closers.push({
+        name: 'http',
+        close: async () => {
+          // In-flight requests get a grace period; keep-alive connections that stay busy (or turn
+          // idle after close began) would otherwise hold the shutdown until their timeout.
+          const drainMs = Math.min(2000, config.shutdownTimeoutMs / 4);
+          const force = setTimeout(() => app.server.closeAllConnections(), drainMs);
+          try {
+            await app.close();
+          } finally {
+            clearTimeout(force);
+          }
+        },
+      });
     }
 
     let grpcServer: GrpcServer | null = null;
@@ -217,7 +239,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       const server = createGrpcServer({ service, authenticator, logger });
       grpcPort = await listenGrpc(server, config.host, config.grpcPort);
       grpcServer = server;
-      closers.push(() => closeGrpc(server, Math.min(5000, config.shutdownTimeoutMs / 2)));
+      closers.push({
+        name: 'grpc',
+        close: () => closeGrpc(server, Math.min(5000, config.shutdownTimeoutMs / 2)),
+      });
     }
     void grpcServer;
 
@@ -234,14 +259,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       grpcPort,
       devCredentials,
       async close() {
-        for (const close of closers.reverse()) {
-          await close().catch((err: unknown) => logger.warn({ err }, 'error while closing'));
+        for (const { name, close } of closers.reverse()) {
+          const started = Date.now();
+          await close().catch((err: unknown) =>
+            logger.warn({ err, part: name }, 'error while closing'),
+          );
+          logger.info({ part: name, ms: Date.now() - started }, 'closed');
         }
         await backend.close();
       },
     };
   } catch (err) {
-    for (const close of closers.reverse()) await close().catch(() => undefined);
+    for (const { close } of closers.reverse()) await close().catch(() => undefined);
     await backend.close().catch(() => undefined);
     throw err;
   }

@@ -1,4 +1,4 @@
-import { Kafka, type Producer } from 'kafkajs';
+import { Kafka, Partitioners, type Producer } from 'kafkajs';
 import { topicNames } from '../log/topics.js';
 import { toAppendRecords } from './command-writer.js';
 import { validateCommand, type CommandLimits, type CommandRecord } from './command-record.js';
@@ -48,7 +48,11 @@ export async function createCommandProducer(options: CommandProducerOptions) {
   await admin.disconnect();
   const partitions = meta.topics[0]?.partitions.length ?? 0;
   if (partitions === 0) throw new Error(`topic ${topic} does not exist`);
-  const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer: Producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   await producer.connect();
 
   async function send(command: CommandRecord): Promise<void> {

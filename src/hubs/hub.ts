@@ -3,7 +3,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
-import { MiniPushError, type ErrorCode } from '../errors.js';
+import { MiniPushError, asClientError, type ErrorCode } from '../errors.js';
 import type { ChangeFeed, HeadChange, Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { MiniPushService } from '../service.js';
@@ -586,10 +586,7 @@ export class Hub {
   }
 
   private replyError(session: Session, reqId: ReqId | null, err: unknown): void {
-    const error =
-      err instanceof MiniPushError
-        ? err
-        : new MiniPushError('MINIPUSH_INTERNAL', 'internal error', { cause: err });
+    const error = asClientError(err);
     if (error.code === 'MINIPUSH_INTERNAL') this.log.error({ err }, 'WebSocket request failed');
     this.send(session, { type: 'error', reqId, code: error.code, message: error.message });
   }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Producer } from 'kafkajs';
+import { Partitioners, type Kafka, type Producer } from 'kafkajs';
 import { subscribeFromNow } from '../log/kafka-log.js';
 import type { Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
@@ -38,7 +38,10 @@ export class KafkaSessionBus implements SessionBus {
 
   async publish(record: SessionRecord): Promise<void> {
     if (!this.producer) {
-      const producer = this.kafka.producer({ allowAutoTopicCreation: false });
+      const producer = this.kafka.producer({
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
       await producer.connect();
       this.producer = producer;
     }

@@ -26,7 +26,7 @@ import {
 import type { TopicNames } from './topics.js';
 
 // kafkajs spreads its error classes into module.exports, which Node's ESM named-export detection misses.
-const { KafkaJSError } = kafkajs;
+const { KafkaJSError, Partitioners } = kafkajs;
 
 function headersToRecord(headers: IHeaders | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -62,6 +62,7 @@ class SharedProducer {
     if (this.producer) return Promise.resolve(this.producer);
     this.connecting ??= (async () => {
       const producer = this.kafka.producer({
+        createPartitioner: Partitioners.DefaultPartitioner,
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,

@@ -1,4 +1,5 @@
 import type { Admin, ITopicConfig } from 'kafkajs';
+import { withRetry } from '../retry.js';
 
 export interface TopicNames {
   /** The write log: published events and read-mark commands, keyed by uid. */
@@ -76,13 +77,33 @@ export function topicSpecs(settings: TopicSettings): ITopicConfig[] {
   ];
 }
 
-/** Creates missing topics; returns the names created. Existing topics are left as they are. */
+/**
+ * Creates missing topics and waits until their partitions have leaders; returns the names
+ * created. Existing topics are left as they are. A broker that has just started answers with
+ * retriable errors for a while, so this retries them.
+ */
 export async function ensureTopics(admin: Admin, settings: TopicSettings): Promise<string[]> {
   const specs = topicSpecs(settings);
-  const existing = new Set(await admin.listTopics());
-  const missing = specs.filter((spec) => !existing.has(spec.topic));
-  if (missing.length > 0) {
-    await admin.createTopics({ topics: missing, waitForLeaders: true });
-  }
-  return missing.map((spec) => spec.topic);
+  const names = specs.map((spec) => spec.topic);
+  const created: string[] = [];
+  await withRetry(
+    async () => {
+      const existing = new Set(await admin.listTopics());
+      const missing = specs.filter((spec) => !existing.has(spec.topic));
+      if (missing.length > 0) {
+        await admin.createTopics({ topics: missing, waitForLeaders: true });
+        created.push(...missing.map((spec) => spec.topic));
+      }
+      await admin.fetchTopicMetadata({ topics: names });
+    },
+    {
+      maxAttempts: 12,
+      initialDelayMs: 200,
+      maxDelayMs: 2000,
+      canRetry: (err) =>
+        (err as { retriable?: boolean }).retriable === true ||
+        (err as Error).name === 'KafkaJSTopicMetadataNotLoaded',
+    },
+  );
+  return created;
 }

@@ -12,6 +12,10 @@ export interface MiniPushProcess {
   readonly grpcPort: number | null;
   /** Every stdout log line, parsed. */
   readonly logs: Array<Record<string, unknown>>;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Log lines at warn level and above, for failure messages. */
+  problems(): string;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -38,8 +42,23 @@ export function spawnMiniPush(
   env: Record<string, string>,
   args: string[] = ['serve'],
   timeoutMs = 60_000,
+  options: { openFileLimit?: number } = {},
 ): Promise<MiniPushProcess> {
-  const child = spawn(process.execPath, [cli, ...args], {
+  // With a limit, bash lowers `ulimit -n` and execs node in its place (same pid).
+  const [command, argv] =
+    options.openFileLimit === undefined
+      ? [process.execPath, [cli, ...args]]
+      : [
+          'bash',
+          [
+            '-c',
+            `ulimit -n ${options.openFileLimit} && exec "$0" "$@"`,
+            process.execPath,
+            cli,
+            ...args,
+          ],
+        ];
+  const child = spawn(command, argv, {
     env: { PATH: process.env.PATH ?? '', MINIPUSH_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -77,6 +96,16 @@ export function spawnMiniPush(
           url: typeof entry.http === 'string' ? entry.http : null,
           grpcPort: typeof entry.grpcPort === 'number' ? entry.grpcPort : null,
           logs,
+          stderr: () => stderr,
+          problems: () =>
+            [
+              ...logs
+                .filter(
+                  (l) => ['warn', 'error', 'fatal'].includes(String(l.level)) || l.msg === 'closed',
+                )
+                .map((l) => JSON.stringify(l)),
+              stderr,
+            ].join('\n'),
           exited,
           kill(signal: NodeJS.Signals = 'SIGTERM') {
             if (child.exitCode === null && child.signalCode === null) child.kill(signal);
