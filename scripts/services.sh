@@ -221,6 +221,8 @@ case "${1:-}" in
     kafka_up & kafka_job=$!
     mariadb_up
     wait "$kafka_job" || die "Kafka failed to start"
+    # With both services external nothing above created the cache folder.
+    mkdir -p "$CACHE"
     print_env >"$CACHE/services.env"
     ;;
   down) kafka_down; mariadb_down ;;
