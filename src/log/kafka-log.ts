@@ -91,6 +91,8 @@ export interface KafkaLogOptions {
   readonly kafka: Kafka;
   readonly topics: TopicNames;
   readonly log: Logger;
+  /** Consumer-group session timeout of projectors, in ms. Default 30000. */
+  readonly sessionTimeoutMs?: number;
 }
 
 /** The commands log on Kafka. */
@@ -224,11 +226,13 @@ class KafkaLogConsumer {
     private readonly options: ConsumeOptions,
   ) {
     this.log = kafkaOptions.log.child({ component: 'consumer', group: options.group });
+    const sessionTimeout = kafkaOptions.sessionTimeoutMs ?? 30_000;
     this.consumer = kafkaOptions.kafka.consumer({
       groupId: options.group,
-      sessionTimeout: 30_000,
+      sessionTimeout,
       rebalanceTimeout: 30_000,
-      heartbeatInterval: 3000,
+      // Kafka's rule of thumb: at least three heartbeats per session timeout.
+      heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 3)),
       maxWaitTimeInMs: 250,
       allowAutoTopicCreation: false,
       retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 20 },
