@@ -411,7 +411,7 @@ export class Projector {
           .onConflict(['topic', 'log_partition', 'source_partition'])
           .merge(['source_offset']);
       }
-      await projection.write(trx, topic, now);
+      await projection.write(trx, topic);
     });
   }
 }

@@ -14,7 +14,10 @@ export interface TtlCleanerOptions {
   readonly onPass?: (deleted: { deliveries: number; events: number; results: number }) => void;
 }
 
-/** Read-mark outcomes are kept this long for `?wait=true` answers. */
+/**
+ * Read-mark outcomes are kept this long after their command's log time, for `?wait=true`
+ * answers (which wait seconds, not hours).
+ */
 const RESULT_RETENTION_MS = 3_600_000;
 
 /**
