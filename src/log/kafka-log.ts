@@ -197,6 +197,14 @@ export class KafkaCommandLog implements CommandLog {
     return out;
   }
 
+  async startOffsets(): Promise<number[]> {
+    const admin = await this.getAdmin();
+    const offsets = await admin.fetchTopicOffsets(this.topic);
+    const out: number[] = [];
+    for (const o of offsets) out[o.partition] = Number(o.low);
+    return out;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.consumers].map((c) => c.stop()));
     this.consumers.clear();

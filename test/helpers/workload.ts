@@ -1,6 +1,10 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { toAppendRecords } from '../../src/commands/command-writer.js';
-import { encodeCommand, type CommandRecord } from '../../src/commands/command-record.js';
+import {
+  encodeCommand,
+  type CommandRecord,
+  type PublishCommand,
+} from '../../src/commands/command-record.js';
 import { keyOfUid, partitionOfUid } from '../../src/domain/partitioner.js';
 import type { AppendRecord } from '../../src/log/log.js';
 
@@ -10,9 +14,9 @@ function pick<T>(items: readonly T[]): T {
 
 /**
  * A random mix of commands as business servers send them: single and multi-recipient publishes,
- * re-sent ids (retries, sometimes with one more recipient), publishes produced to any partition,
- * read marks of every kind (a few on the wrong partition) and some junk. Remembers which
- * (event id, uid) pairs were accepted by the log.
+ * some with a createTime or a sender, re-sent ids (retries, sometimes with one more recipient or
+ * a new createTime), publishes produced to any partition, read marks of every kind (a few on the
+ * wrong partition) and some junk. Remembers which (event id, uid) pairs the log accepted.
  */
 export class Workload {
   readonly uids: number[];
@@ -20,7 +24,7 @@ export class Workload {
   readonly accepted = new Map<string, Set<number>>();
   /** Publishes sent per uid: an upper bound of its head, to aim read marks. */
   private readonly sent = new Map<number, number>();
-  private readonly published: Array<{ id: string; to: number[]; body: unknown }> = [];
+  private readonly published: PublishCommand[] = [];
   private readonly tag = randomBytes(3).toString('hex');
   private counter = 0;
 
@@ -49,8 +53,14 @@ export class Workload {
       } else if (roll < 70 && this.published.length > 0) {
         const earlier = pick(this.published.slice(-500));
         const to = randomInt(3) === 0 ? [...earlier.to, pick(this.uids)] : earlier.to;
+        // A retry through the API is stamped with a new createTime; a raw one is not.
+        const createTime = randomInt(2) === 0 ? Date.now() : earlier.createTime;
         records.push(
-          ...this.route({ v: 1, type: 'publish', id: earlier.id, to, body: earlier.body }),
+          ...this.route({
+            ...earlier,
+            to,
+            ...(createTime === undefined ? {} : { createTime }),
+          }),
         );
         publishes.push({ id: earlier.id, to });
       } else if (roll < 75) {
@@ -112,7 +122,15 @@ export class Workload {
   ): { id: string; to: readonly number[] } {
     const id = `w-${this.tag}-${this.counter++}`;
     const body = { n: this.counter, text: 'x'.repeat(randomInt(40)) };
-    const command: CommandRecord = { v: 1, type: 'publish', id, to, body };
+    const command: PublishCommand = {
+      v: 1,
+      type: 'publish',
+      id,
+      to,
+      body,
+      ...(randomInt(4) === 0 ? { createTime: Date.now() - randomInt(1_000_000) } : {}),
+      ...(randomInt(10) === 0 ? { from: pick(this.uids) } : {}),
+    };
     if (anyPartition) {
       // As a business server producing without MiniPush's routing: keyed by the event id.
       records.push({
@@ -123,7 +141,7 @@ export class Workload {
     } else {
       records.push(...this.route(command));
     }
-    this.published.push({ id, to, body });
+    this.published.push(command);
     return { id, to };
   }
 
