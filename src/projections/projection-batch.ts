@@ -238,6 +238,17 @@ export class ProjectionBatch {
       if (state.readChanged || (state.headChanged && !state.exists)) withBitmap.push(state);
       else if (state.headChanged) headOnly.push(state);
     }
+    if (mysql) {
+      // The two upserts below would lock user rows in two interleaved orders; the TTL cleaner
+      // locks them by ascending uid, so take them all that way first or the two deadlock.
+      const existing = [...headOnly, ...withBitmap]
+        .filter((state) => state.exists)
+        .map((state) => state.uid)
+        .sort((a, b) => a - b);
+      for (const part of chunks(existing)) {
+        await trx('user_states').whereIn('uid', part).orderBy('uid').forUpdate().select('uid');
+      }
+    }
     for (const part of chunks(headOnly)) {
       await trx('user_states')
         .insert(
