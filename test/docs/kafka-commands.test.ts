@@ -84,16 +84,7 @@ describe('docs/kafka-commands.md examples against Kafka', () => {
   });
 
   afterAll(async () => {
-    if (runtime) {
-      const admin = runtime.backend.kafka!.admin();
-      await runtime.close();
-      await admin.connect();
-      const { commands, heads, deadLetters, sessions } = runtime.backend.topics;
-      await admin
-        .deleteTopics({ topics: [commands, heads, deadLetters, sessions] })
-        .catch(() => undefined);
-      await admin.disconnect();
-    }
+    await runtime?.close();
     await made?.cleanup();
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });

@@ -44,16 +44,7 @@ describe('projector process on kafka+mysql', () => {
 
   afterAll(async () => {
     await MinipushProcess.killAll();
-    if (backend) {
-      const admin = backend.kafka!.admin();
-      await admin.connect();
-      const { commands, heads, deadLetters, sessions } = backend.topics;
-      await admin
-        .deleteTopics({ topics: [commands, heads, deadLetters, sessions] })
-        .catch(() => undefined);
-      await admin.disconnect();
-      await backend.close();
-    }
+    await backend?.close();
     await made?.cleanup();
     if (cwd) fs.rmSync(cwd, { recursive: true, force: true });
   });

@@ -95,17 +95,6 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('minipush rebuild on %s', (k
     await MinipushProcess.killAll();
     await runtime?.close();
     await db?.destroy();
-    if (kind === 'kafka+mysql' && config) {
-      const backend = openBackend(config, createLogger('warn'));
-      const admin = backend.kafka!.admin();
-      await admin.connect();
-      const { commands, heads, deadLetters, sessions } = backend.topics;
-      await admin
-        .deleteTopics({ topics: [commands, heads, deadLetters, sessions] })
-        .catch(() => undefined);
-      await admin.disconnect();
-      await backend.close();
-    }
     await made?.cleanup();
     if (cwd) fs.rmSync(cwd, { recursive: true, force: true });
   });
