@@ -37,7 +37,12 @@ export function openBackend(config: Config, logger: Logger): Backend {
       clientId: config.kafkaClientId,
       log: logger,
     });
-    log = new KafkaCommandLog({ kafka, topics, log: logger });
+    log = new KafkaCommandLog({
+      kafka,
+      topics,
+      log: logger,
+      sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+    });
     feed = new KafkaChangeFeed({
       kafka,
       topics,

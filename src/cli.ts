@@ -9,7 +9,8 @@ import {
 } from './config.js';
 import { openBackend } from './backend.js';
 import { createLogger, type Logger } from './logger.js';
-import { prepareBackend, startRuntime, type Runtime } from './runtime.js';
+import { commandLimits, prepareBackend, startRuntime, type Runtime } from './runtime.js';
+import { rebuildProjections, RebuildRefused } from './projections/rebuild.js';
 import { migrateDown, migrateLatest } from './store/database.js';
 import { packageVersion } from './version.js';
 import { verifyProjections } from './queries/verify-projections.js';
@@ -21,9 +22,13 @@ Commands:
   serve      run the service (roles from --roles; all by default). With no Kafka and
              MySQL settings it runs the embedded default: one process, data in --data-dir.
   migrate    apply database migrations (--down rolls all of them back)
+  prepare    apply migrations and create missing Kafka topics
   topics     create the Kafka topics with their partitions, compaction and retention
   verify     check the projections' invariants (gap-free seqs, heads, read bits, offsets);
              exits 1 and lists the violations when any is broken
+  rebuild    drop the read model and project the whole commands log again, up to its end
+             when the rebuild starts. Stop every projector first (serve --roles without
+             projector, or stop the processes); needs the full log (--log-retention -1).
   config     print the effective configuration (secrets masked)
   help       show this help
 
@@ -197,6 +202,30 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await backend.close();
       }
+    }
+    case 'rebuild': {
+      const backend = openBackend(config, logger);
+      try {
+        await prepareBackend(config, backend, logger);
+        const result = await rebuildProjections({
+          backend,
+          limits: commandLimits(config),
+          logger,
+        });
+        const seconds = result.durationMs / 1000;
+        process.stdout.write(
+          `rebuilt ${result.deliveries} deliveries from ${result.records} records ` +
+            `up to offsets ${result.endOffsets.join(',')} in ${seconds.toFixed(1)} s ` +
+            `(${Math.round(result.deliveriesPerSecond)} deliveries/s)\n`,
+        );
+      } catch (err) {
+        if (!(err instanceof RebuildRefused)) throw err;
+        process.stderr.write(`minipush rebuild: refused: ${err.message}\n`);
+        return 1;
+      } finally {
+        await backend.close();
+      }
+      return 0;
     }
     case 'config':
       process.stdout.write(`${JSON.stringify(redacted(config), null, 2)}\n`);

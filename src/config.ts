@@ -19,6 +19,12 @@ export interface Config {
   readonly kafkaBrokers: readonly string[];
   /** Kafka client id. Default `minipush`. */
   readonly kafkaClientId: string;
+  /**
+   * Kafka consumer-group session timeout in ms: how long a projector that died without leaving
+   * its group (killed, host lost) keeps its partitions before the others take them over. The
+   * broker accepts 6 s to 30 min by default. Default 30000.
+   */
+  readonly kafkaSessionTimeoutMs: number;
   /** MySQL/MariaDB URL; empty means SQLite under `dataDir`. Default empty. */
   readonly mysqlUrl: string;
   /** Connections in the SQL pool. Default 10. */
@@ -151,6 +157,13 @@ export const SETTINGS: { readonly [K in keyof Config]: Setting } = {
     'Kafka bootstrap brokers, host:port,…; empty = embedded log',
   ),
   kafkaClientId: setting('string', 'kafka-client-id', 'minipush', 'Kafka client id'),
+  kafkaSessionTimeoutMs: setting(
+    'duration',
+    'kafka-session-timeout',
+    '30s',
+    "a dead projector's partitions move to the others after this",
+    { min: 6000, max: 1_800_000 },
+  ),
   mysqlUrl: setting(
     'string',
     'mysql-url',

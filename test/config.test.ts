@@ -56,6 +56,16 @@ describe('config', () => {
     expect(() => loadConfig({ env })).toThrow(message);
   });
 
+  it('should read the Kafka session timeout within the range brokers accept', () => {
+    expect(loadConfig({ env: {} }).kafkaSessionTimeoutMs).toBe(30_000);
+    expect(
+      loadConfig({ env: { MINIPUSH_KAFKA_SESSION_TIMEOUT: '6s' } }).kafkaSessionTimeoutMs,
+    ).toBe(6000);
+    expect(() => loadConfig({ env: { MINIPUSH_KAFKA_SESSION_TIMEOUT: '1s' } })).toThrow(
+      /MINIPUSH_KAFKA_SESSION_TIMEOUT .*1000 is outside the accepted range 6000\.\.1800000/,
+    );
+  });
+
   it('should reject unknown flags', () => {
     expect(() => loadConfig({ env: {}, argv: ['--http-prot', '1'] })).toThrow(
       /Unknown option '--http-prot'/,

@@ -3,6 +3,10 @@ import { topicNames } from '../log/topics.js';
 import { toAppendRecords } from './command-writer.js';
 import { validateCommand, type CommandLimits, type CommandRecord } from './command-record.js';
 import { decidePublish, type PublishInput } from './publish.js';
+
+// What callers catch and build commands with, importable from `minipush/producer` alone.
+export { InvalidCommand, type CommandLimits, type CommandRecord } from './command-record.js';
+export type { PublishInput } from './publish.js';
 import { decideMarkRead } from './mark-read.js';
 import { decideMarkReadUpTo } from './mark-read-up-to.js';
 import { decideMarkUnread } from './mark-unread.js';
@@ -71,9 +75,10 @@ export async function createCommandProducer(options: CommandProducerOptions) {
       await send(command);
       return command.id;
     },
-    markRead: (uid: number, seqs: number[]) => send(decideMarkRead(uid, seqs, limits)),
-    markReadUpTo: (uid: number, upTo: number) => send(decideMarkReadUpTo(uid, upTo)),
-    markUnread: (uid: number, seqs: number[]) => send(decideMarkUnread(uid, seqs, limits)),
+    // async, so an invalid command rejects like publish's instead of throwing synchronously.
+    markRead: async (uid: number, seqs: number[]) => send(decideMarkRead(uid, seqs, limits)),
+    markReadUpTo: async (uid: number, upTo: number) => send(decideMarkReadUpTo(uid, upTo)),
+    markUnread: async (uid: number, seqs: number[]) => send(decideMarkUnread(uid, seqs, limits)),
     close: () => producer.disconnect(),
   };
 }

@@ -14,8 +14,14 @@ export function decodeBitmap(stored: Uint8Array | null | undefined): ReadBitmap 
   return RoaringBitmap32.deserialize(stored, 'portable');
 }
 
-/** Portable roaring serialisation, after run compression so "read up to N" costs a few bytes. */
+/**
+ * Portable roaring serialisation, after run compression so "read up to N" costs a few bytes. One
+ * set of seqs always gives the same bytes: runOptimize alone keeps a run container that is no
+ * smaller than an array, so the bytes depended on how the bitmap was built, and a rebuild from
+ * the log stored different ones.
+ */
 export function encodeBitmap(bitmap: ReadBitmap): Buffer {
+  bitmap.removeRunCompression();
   bitmap.runOptimize();
   const bytes = bitmap.serialize('portable');
   return Buffer.isBuffer(bytes)

@@ -233,6 +233,18 @@ export class EmbeddedCommandLog implements CommandLog {
     return Promise.resolve([...this.nextOffsets]);
   }
 
+  startOffsets(): Promise<number[]> {
+    const rows = this.db
+      .prepare<[string], { partition: number; low: number }>(
+        'SELECT partition, MIN(offset) AS low FROM log_records WHERE topic = ? GROUP BY partition',
+      )
+      .all(this.topic);
+    // A partition with no records left starts at its end (all of it expired, or never written).
+    const out = [...this.nextOffsets];
+    for (const row of rows) out[row.partition] = row.low;
+    return Promise.resolve(out);
+  }
+
   private applyRetention(): void {
     const cutoff = Date.now() - this.options.retentionMs;
     const result = this.db

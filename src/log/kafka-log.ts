@@ -92,6 +92,8 @@ export interface KafkaLogOptions {
   readonly kafka: Kafka;
   readonly topics: TopicNames;
   readonly log: Logger;
+  /** Consumer-group session timeout of projectors, in ms. Default 30000. */
+  readonly sessionTimeoutMs?: number;
 }
 
 /** The commands log on Kafka. */
@@ -196,6 +198,14 @@ export class KafkaCommandLog implements CommandLog {
     return out;
   }
 
+  async startOffsets(): Promise<number[]> {
+    const admin = await this.getAdmin();
+    const offsets = await admin.fetchTopicOffsets(this.topic);
+    const out: number[] = [];
+    for (const o of offsets) out[o.partition] = Number(o.low);
+    return out;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.consumers].map((c) => c.stop()));
     this.consumers.clear();
@@ -225,11 +235,13 @@ class KafkaLogConsumer {
     private readonly options: ConsumeOptions,
   ) {
     this.log = kafkaOptions.log.child({ component: 'consumer', group: options.group });
+    const sessionTimeout = kafkaOptions.sessionTimeoutMs ?? 30_000;
     this.consumer = kafkaOptions.kafka.consumer({
       groupId: options.group,
-      sessionTimeout: 30_000,
+      sessionTimeout,
       rebalanceTimeout: 30_000,
-      heartbeatInterval: 3000,
+      // Kafka's rule of thumb: at least three heartbeats per session timeout.
+      heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 3)),
       maxWaitTimeInMs: 250,
       allowAutoTopicCreation: false,
       retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 20 },

@@ -73,6 +73,8 @@ export interface CommandLog {
   consume(options: ConsumeOptions): LogConsumer;
   /** Highest offset + 1 per partition (what a caught-up consumer would read next). */
   endOffsets(): Promise<number[]>;
+  /** Lowest offset still held per partition: 0 until retention deleted records. */
+  startOffsets(): Promise<number[]>;
   close(): Promise<void>;
 }
 

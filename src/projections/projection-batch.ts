@@ -31,16 +31,35 @@ export interface Delivery {
 
 export interface EventRow {
   readonly eventId: string;
-  readonly body: string;
-  readonly createTime: number;
-  readonly sender: number | null;
+  body: string;
+  createTime: number;
+  sender: number | null;
   ts: number;
+}
+
+/**
+ * Whether `a`'s content wins over `b`'s for one event id published twice with different content
+ * (a retry stamped with a new createTime, or a reused id): the smaller (createTime, body bytes,
+ * sender) wins. Partitions commit concurrently, so keeping whichever came first would depend on
+ * timing and a rebuild could store other values; this order depends on the log alone. The SQL
+ * upserts in {@link ProjectionBatch.write} apply the same order.
+ */
+export function precedes(
+  a: Pick<EventRow, 'createTime' | 'body' | 'sender'>,
+  b: Pick<EventRow, 'createTime' | 'body' | 'sender'>,
+): boolean {
+  if (a.createTime !== b.createTime) return a.createTime < b.createTime;
+  const bodies = Buffer.compare(Buffer.from(a.body), Buffer.from(b.body));
+  if (bodies !== 0) return bodies < 0;
+  return (a.sender ?? -1) < (b.sender ?? -1);
 }
 
 export interface CommandResult {
   readonly partition: number;
   readonly offset: number;
   readonly changed: number;
+  /** Log time of the command: what the row is aged by, so a rebuild writes the same value. */
+  readonly logTime: number;
 }
 
 const CHUNK = 500;
@@ -57,6 +76,35 @@ function toBuffer(value: unknown): Buffer | null {
   if (value instanceof Uint8Array) return Buffer.from(value);
   return null;
 }
+
+// The order of precedes(). MySQL assigns left to right and later expressions see the new
+// values, so sender goes first (its test needs the old body and createTime) and createTime last;
+// SQLite evaluates every expression on the old row.
+const MYSQL_EVENT_MERGE = (trx: Knex.Transaction) => ({
+  ts: trx.raw('GREATEST(ts, VALUES(ts))'),
+  sender: trx.raw(
+    'IF((VALUES(create_time), CAST(VALUES(body) AS BINARY), IFNULL(VALUES(sender) + 1, 0)) < ' +
+      '(create_time, CAST(body AS BINARY), IFNULL(sender + 1, 0)), VALUES(sender), sender)',
+  ),
+  body: trx.raw(
+    'IF((VALUES(create_time), CAST(VALUES(body) AS BINARY)) < ' +
+      '(create_time, CAST(body AS BINARY)), VALUES(body), body)',
+  ),
+  create_time: trx.raw('LEAST(create_time, VALUES(create_time))'),
+});
+
+const SQLITE_EVENT_MERGE = (trx: Knex.Transaction) => ({
+  ts: trx.raw('MAX(ts, excluded.ts)'),
+  sender: trx.raw(
+    'CASE WHEN (excluded.create_time, excluded.body, IFNULL(excluded.sender + 1, 0)) < ' +
+      '(create_time, body, IFNULL(sender + 1, 0)) THEN excluded.sender ELSE sender END',
+  ),
+  body: trx.raw(
+    'CASE WHEN (excluded.create_time, excluded.body) < (create_time, body) ' +
+      'THEN excluded.body ELSE body END',
+  ),
+  create_time: trx.raw('MIN(create_time, excluded.create_time)'),
+});
 
 /**
  * Everything one projector batch reads and writes. Loads the touched users and the dedupe keys
@@ -159,7 +207,7 @@ export class ProjectionBatch {
   }
 
   /** Writes every change of the batch; call inside the offset-fenced transaction. */
-  async write(trx: Knex.Transaction, topic: string, now: number): Promise<void> {
+  async write(trx: Knex.Transaction, topic: string): Promise<void> {
     const mysql = dialectOf(this.db) === 'mysql';
     // Sorted so concurrent partitions upserting the same events lock rows in one order.
     const events = [...this.events.values()].sort((a, b) =>
@@ -177,7 +225,7 @@ export class ProjectionBatch {
           })),
         )
         .onConflict('event_id')
-        .merge({ ts: trx.raw(mysql ? 'GREATEST(ts, VALUES(ts))' : 'MAX(ts, excluded.ts)') });
+        .merge(mysql ? MYSQL_EVENT_MERGE(trx) : SQLITE_EVENT_MERGE(trx));
     }
     for (const part of chunks(this.deliveries)) {
       await trx('user_events').insert(
@@ -189,6 +237,17 @@ export class ProjectionBatch {
     for (const state of this.users.values()) {
       if (state.readChanged || (state.headChanged && !state.exists)) withBitmap.push(state);
       else if (state.headChanged) headOnly.push(state);
+    }
+    if (mysql) {
+      // The two upserts below would lock user rows in two interleaved orders; the TTL cleaner
+      // locks them by ascending uid, so take them all that way first or the two deadlock.
+      const existing = [...headOnly, ...withBitmap]
+        .filter((state) => state.exists)
+        .map((state) => state.uid)
+        .sort((a, b) => a - b);
+      for (const part of chunks(existing)) {
+        await trx('user_states').whereIn('uid', part).orderBy('uid').forUpdate().select('uid');
+      }
     }
     for (const part of chunks(headOnly)) {
       await trx('user_states')
@@ -214,7 +273,9 @@ export class ProjectionBatch {
               head_seq: s.headSeq,
               floor_seq: s.floorSeq,
               last_ts: s.lastTs,
-              read_bitmap: bitmap ? encodeBitmap(bitmap) : s.storedBitmap,
+              // Nothing read is always null, never the encoding of an empty bitmap, whether or
+              // not a batch happened to decode it: the row must not depend on batch boundaries.
+              read_bitmap: !bitmap ? s.storedBitmap : bitmap.isEmpty ? null : encodeBitmap(bitmap),
               read_version: s.readVersion,
             };
           }),
@@ -230,7 +291,7 @@ export class ProjectionBatch {
             log_partition: r.partition,
             log_offset: r.offset,
             changed: r.changed,
-            created_at: now,
+            created_at: r.logTime,
           })),
         )
         .onConflict(['topic', 'log_partition', 'log_offset'])

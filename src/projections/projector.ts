@@ -52,6 +52,16 @@ export interface ProjectorOptions {
   readonly hooks?: ProjectorHooks;
   /** Consumer group of the projectors; all projector processes share it. */
   readonly group?: string;
+  /**
+   * Per partition, the offset where this projector stops applying (a rebuild's end); records
+   * from there on are left for the next projector. No limit when absent.
+   */
+  readonly until?: readonly number[];
+}
+
+/** The consumer group every projector process joins. */
+export function projectorGroup(topic: string): string {
+  return `${topic}.projector`;
 }
 
 interface PartitionState {
@@ -108,7 +118,7 @@ export class Projector {
     await this.checkPartitionCount();
     this.running = true;
     this.consumer = this.options.log.consume({
-      group: this.options.group ?? `${this.options.log.topic}.projector`,
+      group: this.options.group ?? projectorGroup(this.options.log.topic),
       startOffset: (partition) => this.load(partition),
       onBatch: (batch, control) => this.onBatch(batch, control),
       onAssignment: (owned) => {
@@ -207,7 +217,13 @@ export class Projector {
     );
   }
 
-  private async onBatch(batch: LogBatch, control: BatchControl): Promise<void> {
+  private async onBatch(whole: LogBatch, control: BatchControl): Promise<void> {
+    const until = this.options.until?.[whole.partition];
+    const batch =
+      until === undefined
+        ? whole
+        : { ...whole, records: whole.records.filter((record) => record.offset < until) };
+    if (batch.records.length === 0) return;
     const { partition } = batch;
     const started = performance.now();
     let state = this.partitions.get(partition);
@@ -415,7 +431,7 @@ export class Projector {
           .onConflict(['topic', 'log_partition', 'source_partition'])
           .merge(['source_offset']);
       }
-      await projection.write(trx, topic, now);
+      await projection.write(trx, topic);
     });
   }
 }

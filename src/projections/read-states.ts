@@ -56,7 +56,12 @@ export const readStatesProjection = {
       user.readChanged = true;
       user.lastRecord = record;
     }
-    batch.results.push({ partition: record.partition, offset: record.offset, changed });
+    batch.results.push({
+      partition: record.partition,
+      offset: record.offset,
+      changed,
+      logTime: record.timestamp,
+    });
     return changed;
   },
 };

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../logger.js';
+import { withRetry } from '../retry.js';
 import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
 
@@ -14,7 +15,10 @@ export interface TtlCleanerOptions {
   readonly onPass?: (deleted: { deliveries: number; events: number; results: number }) => void;
 }
 
-/** Read-mark outcomes are kept this long for `?wait=true` answers. */
+/**
+ * Read-mark outcomes are kept this long after their command's log time, for `?wait=true`
+ * answers (which wait seconds, not hours).
+ */
 const RESULT_RETENTION_MS = 3_600_000;
 
 /**
@@ -62,13 +66,19 @@ export class TtlCleaner {
     const cutoff = this.now() - this.options.ttlMs;
     let deliveries = 0;
     while (!this.stopped) {
-      const deleted = await this.deleteDeliveries(cutoff);
+      // A deadlock with a projector batch costs this batch a retry, not the whole pass.
+      const deleted = await withRetry(() => this.deleteDeliveries(cutoff), {
+        maxAttempts: 4,
+        shouldContinue: () => !this.stopped,
+        onRetry: (err, attempt, delay) =>
+          this.log.warn({ err, attempt, delay }, 'cleaner batch failed; retrying'),
+      });
       deliveries += deleted;
       if (deleted < this.options.batchSize) break;
     }
     let events = 0;
     while (!this.stopped) {
-      const deleted = await this.deleteLimited('events', 'event_id', cutoff, 'ts');
+      const deleted = await this.deleteEvents(cutoff);
       events += deleted;
       if (deleted < this.options.batchSize) break;
     }
@@ -106,7 +116,9 @@ export class TtlCleaner {
           .delete();
       }
       const mysql = dialectOf(db) === 'mysql';
-      for (const [uid, floor] of floors) {
+      // Ascending uids, the order the projector locks user_states rows in: any other order
+      // deadlocks with a projector batch touching two of these users.
+      for (const [uid, floor] of [...floors].sort(([a], [b]) => a - b)) {
         await trx('user_states')
           .where({ uid })
           .update({
@@ -117,23 +129,29 @@ export class TtlCleaner {
     });
   }
 
-  private async deleteLimited(
-    table: string,
-    key: string,
-    cutoff: number,
-    column: string,
-  ): Promise<number> {
+  /**
+   * Event rows older than the cutoff that no delivery refers to any more. The age alone is not
+   * enough: a projector may deliver an old event (a lagging partition, a rebuild) between this
+   * pass's delivery and event deletions, and the delivery would lose its body.
+   */
+  private async deleteEvents(cutoff: number): Promise<number> {
     const { db, batchSize } = this.options;
-    const ids = await typed<Array<Record<string, string>>>(
-      db(table).select(key).where(column, '<', cutoff).limit(batchSize),
+    const unreferenced = (query: Knex.QueryBuilder) =>
+      query.whereNotExists(
+        db('user_events').select(db.raw('1')).whereRaw('user_events.event_id = events.event_id'),
+      );
+    const ids = await typed<Array<{ event_id: string }>>(
+      unreferenced(db('events').select('event_id').where('ts', '<', cutoff)).limit(batchSize),
     );
     if (ids.length === 0) return 0;
-    return db(table)
-      .whereIn(
-        key,
-        ids.map((row) => row[key]!),
-      )
-      .where(column, '<', cutoff)
-      .delete();
+    // Checked again while deleting: the delete locks each row, then sees committed deliveries.
+    return unreferenced(
+      db('events')
+        .whereIn(
+          'event_id',
+          ids.map((row) => row.event_id),
+        )
+        .where('ts', '<', cutoff),
+    ).delete();
   }
 }

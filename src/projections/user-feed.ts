@@ -1,7 +1,7 @@
 import type { PublishCommand } from '../commands/command-record.js';
 import { MAX_SEQ } from '../domain/uid.js';
 import type { LogRecord } from '../log/log.js';
-import type { ProjectionBatch } from './projection-batch.js';
+import { precedes, type ProjectionBatch } from './projection-batch.js';
 
 /**
  * Fans a published event out to its recipients on this partition: each new (event id, uid)
@@ -36,17 +36,17 @@ export const userFeedProjection = {
       batch.markDelivered(command.id, uid);
       batch.deliveries.push({ uid, seq: user.headSeq, eventId: command.id, ts });
       body ??= JSON.stringify(command.body);
+      const content = {
+        body,
+        createTime: command.createTime ?? record.timestamp,
+        sender: command.from ?? null,
+      };
       const existing = batch.events.get(command.id);
-      if (existing) {
-        existing.ts = Math.max(existing.ts, ts);
+      if (!existing) {
+        batch.events.set(command.id, { eventId: command.id, ...content, ts });
       } else {
-        batch.events.set(command.id, {
-          eventId: command.id,
-          body,
-          createTime: command.createTime ?? record.timestamp,
-          sender: command.from ?? null,
-          ts,
-        });
+        existing.ts = Math.max(existing.ts, ts);
+        if (precedes(content, existing)) Object.assign(existing, content);
       }
       delivered++;
     }

@@ -45,6 +45,20 @@ export async function waitCaughtUp(runtime: Runtime, timeoutMs = 30_000): Promis
   await waitApplied(runtime, positions, timeoutMs);
 }
 
+/**
+ * Waits until the projection reached an end of the log that stays put while we look: records
+ * re-routed by the projector land on other partitions after the batch that forwards them.
+ */
+export async function waitSettled(runtime: Runtime, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const before = await runtime.backend.log.endOffsets();
+    await waitCaughtUp(runtime, Math.max(1, deadline - Date.now()));
+    const after = await runtime.backend.log.endOffsets();
+    if (after.every((end, p) => end === before[p])) return;
+  }
+}
+
 export async function feedOf(
   db: Knex,
   uid: number,

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
 import knexFactory from 'knex';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -71,7 +72,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 export interface TestBackend {
   readonly config: Config;
-  /** Drops the database or removes the data folder. */
+  /** Drops the database and the Kafka topics and groups, or removes the data folder. */
   cleanup(): Promise<void>;
 }
 
@@ -88,8 +89,32 @@ export async function backendConfig(
     };
   }
   const db = await createTestDatabase();
+  const config = testConfig({ kafkaBrokers: kafkaBrokers(), mysqlUrl: db.url, ...overrides });
   return {
-    config: testConfig({ kafkaBrokers: kafkaBrokers(), mysqlUrl: db.url, ...overrides }),
-    cleanup: db.drop,
+    config,
+    cleanup: async () => {
+      await dropKafkaPrefix(config.topicPrefix);
+      await db.drop();
+    },
   };
+}
+
+/** Deletes the topics and consumer groups named `<prefix>.…` from the test broker. */
+export async function dropKafkaPrefix(prefix: string): Promise<void> {
+  const kafka = new Kafka({
+    clientId: 'minipush-test-cleanup',
+    brokers: kafkaBrokers(),
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const mine = (name: string) => name.startsWith(`${prefix}.`);
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter(mine);
+    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
+    const topics = (await admin.listTopics()).filter(mine);
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
+  }
 }

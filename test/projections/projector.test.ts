@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand } from '../../src/commands/command-record.js';
+import { toAppendRecords } from '../../src/commands/command-writer.js';
 import { partitionOfUid } from '../../src/domain/partitioner.js';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { HEADERS } from '../../src/log/log.js';
@@ -16,6 +17,7 @@ import {
   watchChanges,
 } from '../helpers/pipeline.js';
 import { startPipeline } from '../helpers/pipeline.js';
+import { readWholeLog } from '../helpers/projection-model.js';
 import { typed } from '../../src/store/database.js';
 
 let nextUid = 1000;
@@ -81,6 +83,69 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
     expect(await feedOf(db, b)).toEqual([{ seq: 1, event_id: id }]);
     const body = await typed<{ body: string }>(db('events').where('event_id', id).first('body'));
     expect(JSON.parse(body.body)).toBe('first');
+  });
+
+  it('should keep the earliest content of an id published twice, whichever partition applies first', async () => {
+    const partitions = await runtime.backend.log.partitionCount();
+    const a = freshUid();
+    let b = freshUid();
+    while (partitionOfUid(b, partitions) === partitionOfUid(a, partitions)) b = freshUid();
+    const early = { body: { v: 'early' }, createTime: 100, from: 5 };
+    const late = { body: { v: 'late' }, createTime: 200, from: 3 };
+    // One id reaches a's partition first, the other b's: the stored content must not care.
+    await send(runtime, { v: 1, type: 'publish', id: `late-first-${a}`, to: [a], ...late });
+    await send(runtime, { v: 1, type: 'publish', id: `late-first-${a}`, to: [b], ...early });
+    await send(runtime, { v: 1, type: 'publish', id: `early-first-${a}`, to: [b], ...early });
+    await send(runtime, { v: 1, type: 'publish', id: `early-first-${a}`, to: [a], ...late });
+    const rows = await typed<Array<{ body: string; create_time: number; sender: number }>>(
+      runtime.backend
+        .db('events')
+        .whereIn('event_id', [`late-first-${a}`, `early-first-${a}`])
+        .select('body', 'create_time', 'sender'),
+    );
+    expect(
+      rows.map((r) => [JSON.parse(r.body) as unknown, Number(r.create_time), r.sender]),
+    ).toEqual([
+      [{ v: 'early' }, 100, 5],
+      [{ v: 'early' }, 100, 5],
+    ]);
+  });
+
+  it('should store no read bitmap for a user with nothing read, however records were batched', async () => {
+    const uid = freshUid();
+    const partitions = await runtime.backend.log.partitionCount();
+    // Appended together so one batch creates the user and decodes its (empty) bitmap.
+    const positions = await runtime.backend.log.append([
+      ...toAppendRecords(
+        { v: 1, type: 'publish', id: `nr-${uid}`, to: [uid], body: 1 },
+        partitions,
+      ),
+      ...toAppendRecords({ v: 1, type: 'markRead', uid, seqs: [5] }, partitions),
+    ]);
+    await waitApplied(runtime, positions);
+    const row = await typed<{ read_bitmap: Buffer | null }>(
+      runtime.backend.db('user_states').where({ uid }).first('read_bitmap'),
+    );
+    expect(row.read_bitmap).toBeNull();
+  });
+
+  it("should age a read command's outcome by its log time, not the time it was applied", async () => {
+    const uid = freshUid();
+    await send(runtime, { v: 1, type: 'publish', id: `age-${uid}`, to: [uid], body: 1 });
+    const [position] = await send(runtime, { v: 1, type: 'markRead', uid, seqs: [1] });
+    const records = (await readWholeLog(runtime.backend))[position!.partition]!;
+    const record = records.find((r) => r.offset === position!.offset)!;
+    const row = await typed<{ created_at: number | string }>(
+      runtime.backend
+        .db('command_results')
+        .where({
+          topic: runtime.backend.log.topic,
+          log_partition: position!.partition,
+          log_offset: position!.offset,
+        })
+        .first('created_at'),
+    );
+    expect(Number(row.created_at)).toBe(record.timestamp);
   });
 
   it('should apply read marks to the bitmap and report how many seqs changed', async () => {
