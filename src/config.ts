@@ -22,7 +22,7 @@ export interface Config {
   /**
    * Kafka consumer-group session timeout in ms: how long a projector that died without leaving
    * its group (killed, host lost) keeps its partitions before the others take them over. The
-   * broker accepts 6 s to 30 min by default. Default 30000.
+   * broker accepts 6 s to 30 min by default. Default 10000.
    */
   readonly kafkaSessionTimeoutMs: number;
   /** MySQL/MariaDB URL; empty means SQLite under `dataDir`. Default empty. */
@@ -160,7 +160,7 @@ export const SETTINGS: { readonly [K in keyof Config]: Setting } = {
   kafkaSessionTimeoutMs: setting(
     'duration',
     'kafka-session-timeout',
-    '30s',
+    '10s',
     "a dead projector's partitions move to the others after this",
     { min: 6000, max: 1_800_000 },
   ),

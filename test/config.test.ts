@@ -57,7 +57,7 @@ describe('config', () => {
   });
 
   it('should read the Kafka session timeout within the range brokers accept', () => {
-    expect(loadConfig({ env: {} }).kafkaSessionTimeoutMs).toBe(30_000);
+    expect(loadConfig({ env: {} }).kafkaSessionTimeoutMs).toBe(10_000);
     expect(
       loadConfig({ env: { MINIPUSH_KAFKA_SESSION_TIMEOUT: '6s' } }).kafkaSessionTimeoutMs,
     ).toBe(6000);

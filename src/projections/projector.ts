@@ -266,6 +266,8 @@ export class Projector {
     const nextOffset = toApply[toApply.length - 1]!.offset + 1;
     const applied = await withRetry(
       async () => {
+        // Keeps the group membership while a store outage makes attempts fail early.
+        await control.heartbeat().catch(() => undefined);
         const projection = new ProjectionBatch(this.options.db);
         const uids = new Set<number>();
         const eventIds = new Set<string>();

@@ -130,7 +130,6 @@ export function deploymentEnv(values: Partial<Config>): Record<string, string> {
   return env;
 }
 
-
 /**
  * `minipush <args>` in its own process, with its output kept for the failure message. Every
  * instance is remembered so a suite can kill whatever is still running in `afterAll`.
