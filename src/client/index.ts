@@ -8,7 +8,18 @@ export {
   type InboxClient,
   type MiniPushClientOptions,
 } from './client.js';
+export {
+  TabClient,
+  type TabClientEvents,
+  type TabClientOptions,
+  type TabRole,
+} from './tab-client.js';
 export { ClientErrorCode, ConnectionState, DisconnectCode, shouldReconnect } from './codes.js';
 export { backoffDelay } from './backoff.js';
 export type { ClientEvents, DisconnectInfo, ReadChange } from './inbox.js';
 export type { FeedEvent, HeadState, WebSocketConstructor, WebSocketLike } from './protocol.js';
+export type {
+  BroadcastChannelConstructor,
+  BroadcastChannelLike,
+  LockManagerLike,
+} from './tab-leader.js';
