@@ -113,6 +113,11 @@ export class TabClient implements InboxClient {
   private forwarding: Array<() => void> = [];
   private currentRole: TabRole = 'follower';
   private leaderId: string | null = null;
+  /**
+   * Set once a leader's snapshot arrived. Broadcasts before it are ignored: the snapshot, sent
+   * after them, already holds what they carry, and an event taken first would hide older ones.
+   */
+  private mirrored = false;
   private readonly onPageHide = (): void => this.disconnect();
   private readonly onPageShow = (event: { persisted?: boolean }): void => {
     if (event.persisted === true) this.connect();
@@ -218,6 +223,7 @@ export class TabClient implements InboxClient {
     this.channel.close();
     this.channel = null;
     this.leaderId = null;
+    this.mirrored = false;
     this.setRole('follower');
     for (const [id, call] of this.calls) {
       clearTimeout(call.timer);
@@ -264,6 +270,7 @@ export class TabClient implements InboxClient {
   private follow(): void {
     this.stopLeading();
     this.leaderId = null;
+    this.mirrored = false;
     this.setRole('follower');
     this.post({ t: 'hello', from: this.id });
   }
@@ -345,6 +352,14 @@ export class TabClient implements InboxClient {
           this.mirror(message.snapshot);
         }
         return;
+      case 'result':
+        this.onResult(message);
+        return;
+      default:
+        break;
+    }
+    if (!this.mirrored) return;
+    switch (message.t) {
       case 'event':
         this.inbox.addEvents([message.event]);
         return;
@@ -362,26 +377,30 @@ export class TabClient implements InboxClient {
         return;
       case 'disconnect':
         this.inbox.emit('disconnect', message.info);
+        // The leader stopped for good (kicked off): so has this browser's session.
+        if (!message.info.reconnect) this.inbox.endIterators();
         return;
-      case 'result': {
-        if (message.to !== this.id) return;
-        const call = this.calls.get(message.id);
-        if (!call) return;
-        this.calls.delete(message.id);
-        clearTimeout(call.timer);
-        if (message.value) call.resolve(message.value);
-        else
-          call.reject(
-            new MiniPushClientError(
-              message.error?.code ?? 'MINIPUSH_INTERNAL',
-              message.error?.message ?? 'the leader tab failed',
-            ),
-          );
-        return;
-      }
       default:
         return;
     }
+  }
+
+  private onResult(message: Extract<TabMessage, { t: 'result' }>): void {
+    if (message.to !== this.id) return;
+    const call = this.calls.get(message.id);
+    if (!call) return;
+    this.calls.delete(message.id);
+    clearTimeout(call.timer);
+    if (message.value) {
+      call.resolve(message.value);
+      return;
+    }
+    call.reject(
+      new MiniPushClientError(
+        message.error?.code ?? 'MINIPUSH_INTERNAL',
+        message.error?.message ?? 'the leader tab failed',
+      ),
+    );
   }
 
   private asLeader(message: TabMessage): void {
@@ -404,6 +423,7 @@ export class TabClient implements InboxClient {
 
   /** Takes the leader's view: its events, read flags, counters and connection state. */
   private mirror(snapshot: InboxSnapshot): void {
+    this.mirrored = true;
     if (snapshot.lastSeq < this.inbox.lastSeq && snapshot.events.length > 0) {
       // The leader dropped its cache after expiry and refilled it: follow it.
       const first = snapshot.events[0]!;
