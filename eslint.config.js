@@ -23,6 +23,13 @@ export default tseslint.config(
     },
   },
   {
+    // The demo page runs in browsers: DOM types, no Node types (tsconfig.demo.json).
+    files: ['src/demo/page/**/*.ts'],
+    languageOptions: {
+      parserOptions: { project: './tsconfig.demo.json', tsconfigRootDir: import.meta.dirname },
+    },
+  },
+  {
     // Tests read JSON answers freely; the code under test stays strict.
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {

@@ -7,7 +7,8 @@
 #   scripts/services.sh status   print what runs; exit 0 only when both answer
 #   scripts/services.sh env      print the MINIPUSH_* variables that point at them
 #
-# `up` also builds grpcurl into .cache/bin (go install) for the gRPC reflection tests.
+# `up` also builds grpcurl into .cache/bin (go install) for the gRPC reflection tests, and installs
+# Debian's chromium (/usr/bin/chromium) for the demo page's browser test.
 #
 # Already running services you own are reused: set MINIPUSH_TEST_KAFKA_BROKERS and/or
 # MINIPUSH_TEST_MYSQL_URL and this script neither starts nor stops that service.
@@ -224,6 +225,20 @@ tools_up() {
     die "go install grpcurl failed"
 }
 
+# Debian's chromium, which playwright-core drives in the demo page's browser test; the tests never
+# download a browser of their own.
+CHROMIUM=/usr/bin/chromium
+browser_up() {
+  [ -x "$CHROMIUM" ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "chromium is not installed; run as root or install it (apt-get install chromium)"
+  log "installing chromium from Debian's packages (first run only)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2 || die "apt-get update failed"
+  # Fonts so the demo's screenshot shows text; chromium only recommends them.
+  apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >&2 ||
+    die "apt-get install chromium failed"
+}
+
 # ---------------------------------------------------------------- commands
 
 print_env() {
@@ -249,6 +264,8 @@ case "${1:-}" in
     kafka_up & kafka_job=$!
     tools_up & tools_job=$!
     mariadb_up
+    # After MariaDB: both may run apt-get, which takes one lock at a time.
+    browser_up
     wait "$kafka_job" || die "Kafka failed to start"
     wait "$tools_job" || die "grpcurl could not be built"
     mkdir -p "$STATE_DIR"
@@ -261,5 +278,6 @@ case "${1:-}" in
   kafka-up) kafka_up ;;
   mariadb-down) mariadb_down ;;
   mariadb-up) mariadb_up ;;
+  browser-up) browser_up ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@ import {
   type DevCredentials,
 } from './auth/dev-credentials.js';
 import { isEmbedded, type Config } from './config.js';
+import { demoPlugins } from './demo/demo-plugin.js';
 import { openBackend, type Backend } from './backend.js';
 import type { Logger } from './logger.js';
 import { openFileLimit, sessionCapacity } from './hubs/fd-limit.js';
@@ -213,7 +214,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         version: packageVersion(),
         bodyLimit: httpBodyLimit(config),
         devTokenSecret: jwtSecretForDev,
-        plugins: hub ? [(app) => hub.register(app)] : [],
+        plugins: hub ? [(app) => hub.register(app), ...demoPlugins(config, devCredentials)] : [],
       });
       const app = http;
       httpUrl = await app.listen({ host: config.host, port: config.httpPort });

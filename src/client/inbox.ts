@@ -1,0 +1,260 @@
+import { ConnectionState } from './codes.js';
+import { Emitter } from './emitter.js';
+import type { FeedEvent, HeadState } from './protocol.js';
+
+/** Why the client disconnected, and whether it will try again. */
+export interface DisconnectInfo {
+  /** A {@link DisconnectCode}: the server's close code, or one of the client's own below 1000. */
+  readonly code: number;
+  readonly reason: string;
+  /** False when the client stopped for good (kickoff, forbidden, `disconnect()`). */
+  readonly reconnect: boolean;
+}
+
+/** What a read-state change touched. */
+export interface ReadChange {
+  /** Cached seqs whose `read` flag changed, ascending. */
+  readonly seqs: number[];
+  readonly read: boolean;
+}
+
+/** The callbacks of a client, by name. */
+export interface ClientEvents {
+  /** A new event entered the cache, in ascending seq order (catch-up, nudge, refetch). */
+  event: (event: FeedEvent) => void;
+  /** Cached events changed read state, by this client or another session of the user. */
+  read: (change: ReadChange) => void;
+  /** The unread count changed; it follows the server's count. */
+  unread: (count: number) => void;
+  /** The server's head, floor, unread count or read version changed. */
+  head: (state: HeadState) => void;
+  /** Events below `floorSeq` expired: the cache was dropped; the newest page follows as events. */
+  reset: (state: { readonly floorSeq: number; readonly headSeq: number }) => void;
+  /** The connection state changed. */
+  state: (state: ConnectionState, previous: ConnectionState) => void;
+  /** The socket closed; `reconnect` says whether the client tries again. */
+  disconnect: (info: DisconnectInfo) => void;
+  /** A background step failed (catch-up, token refresh); the client carries on. */
+  error: (error: Error) => void;
+}
+
+/** Everything a tab needs to mirror another tab's inbox. */
+export interface InboxSnapshot {
+  readonly events: FeedEvent[];
+  readonly lastSeq: number;
+  readonly server: HeadState;
+  readonly connection: ConnectionState;
+}
+
+const EMPTY: HeadState = { headSeq: 0, floorSeq: 0, unreadCount: 0, readVersion: 0 };
+
+interface Reader {
+  readonly queue: FeedEvent[];
+  wake: (() => void) | null;
+  done: boolean;
+}
+
+/**
+ * The local model of one user's feed: cached events keyed by seq, the server's counters, the
+ * connection state, and the callbacks and iterators that report changes. A socket client writes
+ * into it; a follower tab mirrors the leader's into its own.
+ */
+export class Inbox extends Emitter<ClientEvents> {
+  private readonly cache = new Map<number, FeedEvent>();
+  private readonly readers = new Set<Reader>();
+  private server: HeadState = EMPTY;
+  private connection: ConnectionState = ConnectionState.Disconnected;
+  /** Highest seq the cache is complete up to; the next diff starts after it. */
+  lastSeq = 0;
+
+  constructor(private readonly maxCachedEvents: number) {
+    super();
+  }
+
+  get state(): ConnectionState {
+    return this.connection;
+  }
+
+  get head(): HeadState {
+    return this.server;
+  }
+
+  /** Cached events, newest first. */
+  list(): FeedEvent[] {
+    return [...this.cache.values()].sort((a, b) => b.seq - a.seq);
+  }
+
+  get(seq: number): FeedEvent | undefined {
+    return this.cache.get(seq);
+  }
+
+  /** Adds events not seen before (ascending order is kept); known seqs only refresh `read`. */
+  addEvents(events: readonly FeedEvent[]): void {
+    const fresh: FeedEvent[] = [];
+    const nowRead: number[] = [];
+    const nowUnread: number[] = [];
+    for (const event of [...events].sort((a, b) => a.seq - b.seq)) {
+      const known = this.cache.get(event.seq);
+      if (known) {
+        if (known.read !== event.read) {
+          this.cache.set(event.seq, { ...known, read: event.read });
+          (event.read ? nowRead : nowUnread).push(event.seq);
+        }
+        continue;
+      }
+      if (event.seq <= this.lastSeq) continue;
+      const copy: FeedEvent = {
+        seq: event.seq,
+        createTime: event.createTime,
+        body: event.body,
+        read: event.read,
+      };
+      this.cache.set(copy.seq, copy);
+      this.lastSeq = copy.seq;
+      fresh.push(copy);
+    }
+    this.evict();
+    if (nowRead.length > 0) this.emit('read', { seqs: nowRead, read: true });
+    if (nowUnread.length > 0) this.emit('read', { seqs: nowUnread, read: false });
+    for (const event of fresh) {
+      this.emit('event', event);
+      for (const reader of this.readers) {
+        reader.queue.push(event);
+        reader.wake?.();
+      }
+    }
+  }
+
+  /** Sets the `read` flag of the cached events among `seqs`. */
+  setRead(seqs: Iterable<number>, read: boolean): void {
+    const changed: number[] = [];
+    for (const seq of seqs) {
+      const known = this.cache.get(seq);
+      if (known && known.read !== read) {
+        this.cache.set(seq, { ...known, read });
+        changed.push(seq);
+      }
+    }
+    if (changed.length > 0) this.emit('read', { seqs: changed.sort((a, b) => a - b), read });
+  }
+
+  /** Makes the cached events in [floorSeq, upTo] read exactly when `readSeqs` holds them. */
+  syncRead(readSeqs: ReadonlySet<number>, upTo: number): void {
+    const read: number[] = [];
+    const unread: number[] = [];
+    for (const event of this.cache.values()) {
+      if (event.seq > upTo) continue;
+      const isRead = readSeqs.has(event.seq);
+      if (isRead !== event.read) (isRead ? read : unread).push(event.seq);
+    }
+    this.setRead(read, true);
+    this.setRead(unread, false);
+  }
+
+  /**
+   * Takes the server's counters when they are newer: heads and floors only grow, and the unread
+   * count comes with the newest read version (the hub merges nudges the same way).
+   */
+  applyState(next: Partial<HeadState>): void {
+    const prev = this.server;
+    const readVersion = next.readVersion ?? prev.readVersion;
+    const headSeq = Math.max(prev.headSeq, next.headSeq ?? 0);
+    const count = next.unreadCount;
+    const takesCount =
+      count !== undefined &&
+      (readVersion > prev.readVersion ||
+        (readVersion === prev.readVersion && (next.headSeq ?? 0) >= prev.headSeq));
+    const merged: HeadState = {
+      headSeq,
+      floorSeq: Math.max(prev.floorSeq, next.floorSeq ?? 0),
+      unreadCount: takesCount ? count : prev.unreadCount,
+      readVersion: Math.max(prev.readVersion, readVersion),
+    };
+    if (
+      merged.headSeq === prev.headSeq &&
+      merged.floorSeq === prev.floorSeq &&
+      merged.unreadCount === prev.unreadCount &&
+      merged.readVersion === prev.readVersion
+    )
+      return;
+    this.server = merged;
+    this.emit('head', merged);
+    if (merged.unreadCount !== prev.unreadCount) this.emit('unread', merged.unreadCount);
+  }
+
+  /**
+   * Forgets the server's counters so the next state is taken as is: a server whose data was
+   * replaced starts its versions again.
+   */
+  forgetState(): void {
+    this.server = { ...EMPTY, unreadCount: this.server.unreadCount };
+  }
+
+  /** Drops the cache after expiry; the caller refills it with the newest page. */
+  reset(state: { floorSeq: number; headSeq: number }): void {
+    this.cache.clear();
+    this.lastSeq = Math.max(0, state.floorSeq - 1);
+    this.emit('reset', { floorSeq: state.floorSeq, headSeq: state.headSeq });
+  }
+
+  setConnection(state: ConnectionState): void {
+    const previous = this.connection;
+    if (previous === state) return;
+    this.connection = state;
+    this.emit('state', state, previous);
+  }
+
+  snapshot(): InboxSnapshot {
+    return {
+      events: this.list().reverse(),
+      lastSeq: this.lastSeq,
+      server: this.server,
+      connection: this.connection,
+    };
+  }
+
+  /** New events as they arrive, until the client stops for good or the loop breaks. */
+  iterate(): AsyncIterableIterator<FeedEvent> {
+    const reader: Reader = { queue: [], wake: null, done: false };
+    this.readers.add(reader);
+    const finish = (): IteratorReturnResult<undefined> => {
+      reader.done = true;
+      reader.queue.length = 0;
+      this.readers.delete(reader);
+      reader.wake?.();
+      return { done: true, value: undefined };
+    };
+    const iterator: AsyncIterableIterator<FeedEvent> = {
+      next: async () => {
+        for (;;) {
+          const event = reader.queue.shift();
+          if (event) return { done: false, value: event };
+          if (reader.done) return finish();
+          await new Promise<void>((resolve) => {
+            reader.wake = resolve;
+          });
+          reader.wake = null;
+        }
+      },
+      return: async () => finish(),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  /** Ends every iterator once it has handed out what is queued. */
+  endIterators(): void {
+    for (const reader of this.readers) {
+      reader.done = true;
+      reader.wake?.();
+    }
+    // Events of a later connect() belong to iterators made after it.
+    this.readers.clear();
+  }
+
+  private evict(): void {
+    if (this.cache.size <= this.maxCachedEvents) return;
+    const seqs = [...this.cache.keys()].sort((a, b) => a - b);
+    for (const seq of seqs.slice(0, seqs.length - this.maxCachedEvents)) this.cache.delete(seq);
+  }
+}

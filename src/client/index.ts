@@ -1,0 +1,25 @@
+/**
+ * `minipush/client`: the MiniPush client SDK for browsers and Node (docs/client.md). It imports
+ * nothing from Node, so bundlers can take it as is.
+ */
+export {
+  MiniPushClient,
+  MiniPushClientError,
+  type InboxClient,
+  type MiniPushClientOptions,
+} from './client.js';
+export {
+  TabClient,
+  type TabClientEvents,
+  type TabClientOptions,
+  type TabRole,
+} from './tab-client.js';
+export { ClientErrorCode, ConnectionState, DisconnectCode, shouldReconnect } from './codes.js';
+export { backoffDelay } from './backoff.js';
+export type { ClientEvents, DisconnectInfo, ReadChange } from './inbox.js';
+export type { FeedEvent, HeadState, WebSocketConstructor, WebSocketLike } from './protocol.js';
+export type {
+  BroadcastChannelConstructor,
+  BroadcastChannelLike,
+  LockManagerLike,
+} from './tab-leader.js';

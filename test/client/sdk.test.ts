@@ -1,0 +1,392 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ConnectionState,
+  DisconnectCode,
+  MiniPushClient,
+  type DisconnectInfo,
+  type FeedEvent,
+  type MiniPushClientOptions,
+} from '../../src/client/index.js';
+import { createLogger } from '../../src/logger.js';
+import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
+import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
+import { tempDir } from '../helpers/services.js';
+import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
+
+let nextUid = 120_000;
+const freshUid = () => nextUid++;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Records what a client reports, for the assertions. */
+function observe(client: MiniPushClient) {
+  const seen = {
+    events: [] as FeedEvent[],
+    iterated: [] as FeedEvent[],
+    states: [] as ConnectionState[],
+    disconnects: [] as DisconnectInfo[],
+    resets: [] as Array<{ floorSeq: number; headSeq: number }>,
+    errors: [] as Error[],
+    iteration: Promise.resolve(),
+  };
+  client.on('event', (e) => seen.events.push(e));
+  client.on('state', (s) => seen.states.push(s));
+  client.on('disconnect', (d) => seen.disconnects.push(d));
+  client.on('reset', (r) => seen.resets.push(r));
+  client.on('error', (e) => seen.errors.push(e));
+  seen.iteration = (async () => {
+    for await (const event of client.events()) seen.iterated.push(event);
+  })();
+  return seen;
+}
+
+const seqsOf = (events: readonly FeedEvent[]) => events.map((e) => e.seq);
+const range = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+describe('MiniPushClient against the built server (embedded default)', () => {
+  const dataDir = tempDir('minipush-sdk-');
+  const processes: MiniPushProcess[] = [];
+  const clients: MiniPushClient[] = [];
+
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    await Promise.all(processes.map((p) => p.kill()));
+    await killAll();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function serve(port: number): Promise<MiniPushProcess> {
+    const server = await spawnMiniPush({
+      MINIPUSH_DATA_DIR: dataDir,
+      MINIPUSH_HTTP_PORT: String(port),
+      MINIPUSH_GRPC_PORT: '-1',
+      MINIPUSH_NUDGE_WINDOW: '20ms',
+    });
+    processes.push(server);
+    return server;
+  }
+
+  it('should reconnect after the server restarts and catch up without gaps or duplicates', async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const uid = freshUid();
+    let first = await serve(port);
+    const { apiKey } = JSON.parse(
+      fs.readFileSync(path.join(dataDir, 'dev-credentials.json'), 'utf8'),
+    ) as { apiKey: string };
+    const publish = async (url: string, n: number) => {
+      const res = await fetch(`${url}/v1/events?wait=true`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ to: [uid], body: { n } }),
+      });
+      expect(res.status).toBe(200);
+    };
+    let tokens = 0;
+    const getToken = async () => {
+      tokens++;
+      const res = await fetch(`${base}/v1/dev/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ uid, ttlSeconds: 600 }),
+      });
+      return ((await res.json()) as { token: string }).token;
+    };
+
+    for (const n of [1, 2, 3]) await publish(base, n);
+    const client = new MiniPushClient({
+      url: `ws://127.0.0.1:${port}/v1/ws`,
+      getToken,
+      WebSocket,
+      minReconnectDelayMs: 50,
+      maxReconnectDelayMs: 400,
+      pageSize: 2,
+    });
+    clients.push(client);
+    const seen = observe(client);
+    client.connect();
+    // Three events in pages of two: the first catch-up has to follow `more`.
+    await expect.poll(() => seqsOf(seen.iterated), { timeout: 15_000 }).toEqual([1, 2, 3]);
+    await publish(base, 4);
+    await expect.poll(() => seqsOf(seen.iterated), { timeout: 15_000 }).toEqual([1, 2, 3, 4]);
+
+    await first.kill('SIGTERM');
+    await expect
+      .poll(() => seen.disconnects[0], { timeout: 15_000 })
+      .toMatchObject({
+        code: DisconnectCode.ServiceRestart,
+        reconnect: true,
+      });
+    expect(client.state).toBe(ConnectionState.Connecting);
+
+    // Events published while the client cannot reach its server: the same data, another port.
+    const elsewhere = await serve(0);
+    for (const n of [5, 6, 7]) await publish(elsewhere.url!, n);
+    await elsewhere.kill('SIGTERM');
+    // The client kept trying the dead port meanwhile.
+    expect(seen.disconnects.length).toBeGreaterThan(1);
+    expect(seqsOf(seen.iterated)).toEqual([1, 2, 3, 4]);
+
+    first = await serve(port);
+    await expect.poll(() => seqsOf(seen.iterated), { timeout: 20_000 }).toEqual(range(1, 7));
+    await publish(base, 8);
+    await expect.poll(() => seqsOf(seen.iterated), { timeout: 15_000 }).toEqual(range(1, 8));
+
+    expect(seen.iterated.map((e) => e.body)).toEqual(range(1, 8).map((n) => ({ n })));
+    expect(seqsOf(seen.events)).toEqual(range(1, 8));
+    expect(seqsOf(client.list())).toEqual(range(1, 8).reverse());
+    expect(seen.disconnects.every((d) => d.reconnect)).toBe(true);
+    expect(seen.states.filter((s) => s === ConnectionState.Connected)).toHaveLength(2);
+    expect(seen.errors).toEqual([]);
+    // One token served both connections: it was far from expiry.
+    expect(tokens).toBe(1);
+    expect(client.unreadCount).toBe(8);
+    expect(client.head).toMatchObject({ headSeq: 8, floorSeq: 1, unreadCount: 8 });
+
+    client.disconnect();
+    await seen.iteration;
+    expect(client.state).toBe(ConnectionState.Disconnected);
+    expect(seen.disconnects.at(-1)).toMatchObject({
+      code: DisconnectCode.ClientClosed,
+      reconnect: false,
+    });
+  });
+});
+
+describe('MiniPushClient on an in-process hub', () => {
+  let stack: Stack;
+  let wsUrl: string;
+  const clients: MiniPushClient[] = [];
+
+  beforeAll(async () => {
+    stack = await startStack(
+      'embedded',
+      { sessionQuota: 2, nudgeWindowMs: 20, maxConnectionsPerIp: 0, eventTtlMs: 86_400_000 },
+      ['api', 'hub', 'projector'],
+    );
+    wsUrl = `${stack.url.replace('http', 'ws')}/v1/ws`;
+  });
+
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.disconnect();
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  function client(uid: number, options: Partial<MiniPushClientOptions> = {}): MiniPushClient {
+    const made = new MiniPushClient({
+      url: wsUrl,
+      getToken: () => signUserToken(uid),
+      WebSocket,
+      minReconnectDelayMs: 20,
+      maxReconnectDelayMs: 100,
+      ...options,
+    });
+    clients.push(made);
+    return made;
+  }
+
+  async function connected(c: MiniPushClient) {
+    c.connect();
+    await expect.poll(() => c.state, { timeout: 10_000 }).toBe(ConnectionState.Connected);
+  }
+
+  async function publish(uid: number, count: number) {
+    for (let i = 0; i < count; i++) {
+      const res = await stack.call('POST', '/v1/events?wait=true', {
+        body: { to: [uid], body: { i } },
+      });
+      expect(res.status).toBe(200);
+    }
+  }
+
+  async function serverStats(uid: number) {
+    return (await stack.call('GET', `/v1/users/${uid}/stats`)).body;
+  }
+
+  it('should drop its cache on reset after TTL cleaning and refetch the newest page', async () => {
+    const uid = freshUid();
+    await publish(uid, 2);
+    const c = client(uid, { pageSize: 3 });
+    const seen = observe(c);
+    await connected(c);
+    await expect.poll(() => seqsOf(c.list())).toEqual([2, 1]);
+    c.disconnect();
+
+    // Away for longer than the TTL: 3 and 4 arrive and expire with 1 and 2 before it is back.
+    await publish(uid, 2);
+    const cleaner = new TtlCleaner({
+      db: stack.runtime.backend.db,
+      ttlMs: stack.config.eventTtlMs,
+      batchSize: 2,
+      intervalMs: 60_000,
+      logger: createLogger('warn'),
+      now: () => Date.now() + stack.config.eventTtlMs + 60_000,
+    });
+    await cleaner.runOnce();
+    await publish(uid, 5);
+    expect(await serverStats(uid)).toMatchObject({ headSeq: 9, floorSeq: 5 });
+
+    c.connect();
+    await expect.poll(() => seqsOf(c.list()), { timeout: 10_000 }).toEqual([9, 8, 7]);
+    expect(seen.resets).toEqual([{ floorSeq: 5, headSeq: 9 }]);
+    expect(seqsOf(seen.events)).toEqual([1, 2, 7, 8, 9]);
+    expect(c.lastSeq).toBe(9);
+
+    await publish(uid, 1);
+    await expect.poll(() => seqsOf(c.list()), { timeout: 10_000 }).toEqual([10, 9, 8, 7]);
+    expect(c.unreadCount).toBe((await serverStats(uid)).unreadCount);
+    expect(c.unreadCount).toBe(6);
+  });
+
+  it('should stop for good after a kickoff instead of reconnecting', async () => {
+    const uid = freshUid();
+    const first = client(uid);
+    const seen = observe(first);
+    await connected(first);
+    const second = client(uid);
+    await connected(second);
+    const third = client(uid);
+    await connected(third);
+
+    await expect.poll(() => first.state, { timeout: 10_000 }).toBe(ConnectionState.Disconnected);
+    expect(seen.disconnects).toEqual([
+      expect.objectContaining({ code: DisconnectCode.KickedOff, reconnect: false }),
+    ]);
+    await seen.iteration;
+    // Many backoff windows later it still has not tried again, and did not kick anyone back.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(seen.states).toEqual([
+      ConnectionState.Connecting,
+      ConnectionState.Connected,
+      ConnectionState.Disconnected,
+    ]);
+    expect(second.state).toBe(ConnectionState.Connected);
+    expect(third.state).toBe(ConnectionState.Connected);
+    expect(stack.runtime.hub!.counts().sessions).toBe(2);
+    await expect(first.markRead([1])).rejects.toMatchObject({ code: 'CLIENT_DISCONNECTED' });
+  });
+
+  it('should keep the unread count of two clients equal to the server’s as either marks', async () => {
+    const uid = freshUid();
+    const [a, b] = [client(uid), client(uid)];
+    await connected(a);
+    await connected(b);
+    await publish(uid, 5);
+    for (const c of [a, b]) {
+      await expect.poll(() => c.unreadCount, { timeout: 10_000 }).toBe(5);
+      await expect.poll(() => c.list().length).toBe(5);
+    }
+
+    expect(await a.markRead([1, 2])).toEqual({ changed: 2 });
+    // Settled when markRead resolves, not only once a nudge arrives.
+    expect(a.unreadCount).toBe(3);
+    expect(
+      a
+        .list()
+        .filter((e) => e.read)
+        .map((e) => e.seq),
+    ).toEqual([2, 1]);
+    await expect.poll(() => b.unreadCount, { timeout: 10_000 }).toBe(3);
+    await expect
+      .poll(
+        () =>
+          b
+            .list()
+            .filter((e) => e.read)
+            .map((e) => e.seq),
+        { timeout: 10_000 },
+      )
+      .toEqual([2, 1]);
+
+    expect(await b.markAllRead()).toEqual({ changed: 3 });
+    expect(b.unreadCount).toBe(0);
+    await expect.poll(() => a.unreadCount, { timeout: 10_000 }).toBe(0);
+    await expect.poll(() => a.list().every((e) => e.read), { timeout: 10_000 }).toBe(true);
+
+    expect(await a.markUnread([4])).toEqual({ changed: 1 });
+    await expect.poll(() => b.unreadCount, { timeout: 10_000 }).toBe(1);
+    await expect
+      .poll(
+        () =>
+          b
+            .list()
+            .filter((e) => !e.read)
+            .map((e) => e.seq),
+        { timeout: 10_000 },
+      )
+      .toEqual([4]);
+    expect((await serverStats(uid)).unreadCount).toBe(1);
+    expect(a.unreadCount).toBe(1);
+  });
+
+  it('should ask getToken for a new token after 4401 and before using one about to expire', async () => {
+    const uid = freshUid();
+    let refusedAsks = 0;
+    const refused = client(uid, {
+      token: await signUserToken(uid, { secret: 'not-the-server-secret-0123456789abcdef' }),
+      getToken: async () => {
+        refusedAsks++;
+        return signUserToken(uid);
+      },
+    });
+    const refusedSeen = observe(refused);
+    await connected(refused);
+    expect(refusedAsks).toBe(1);
+    expect(refusedSeen.disconnects).toEqual([
+      expect.objectContaining({ code: DisconnectCode.Unauthenticated, reconnect: true }),
+    ]);
+
+    let expiringAsks = 0;
+    const expiring = client(uid, {
+      token: await signUserToken(uid, { expiresIn: '10s' }),
+      tokenRefreshMarginMs: 30_000,
+      getToken: async () => {
+        expiringAsks++;
+        return signUserToken(uid);
+      },
+    });
+    const expiringSeen = observe(expiring);
+    await connected(expiring);
+    expect(expiringAsks).toBe(1);
+    expect(expiringSeen.disconnects).toEqual([]);
+  });
+
+  it('should stop on a refused token without getToken, and on an API key (4503)', async () => {
+    const uid = freshUid();
+    const cases: Array<[string, number]> = [
+      [
+        await signUserToken(uid, { secret: 'not-the-server-secret-0123456789abcdef' }),
+        DisconnectCode.Unauthenticated,
+      ],
+      [API_KEY, DisconnectCode.Forbidden],
+    ];
+    for (const [token, code] of cases) {
+      const c = new MiniPushClient({ url: wsUrl, token, WebSocket, minReconnectDelayMs: 20 });
+      clients.push(c);
+      const seen = observe(c);
+      c.connect();
+      await expect.poll(() => seen.disconnects.length, { timeout: 10_000 }).toBe(1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(seen.disconnects).toEqual([expect.objectContaining({ code, reconnect: false })]);
+      expect(c.state).toBe(ConnectionState.Disconnected);
+      expect(seen.states).toEqual([ConnectionState.Connecting, ConnectionState.Disconnected]);
+    }
+  });
+});
