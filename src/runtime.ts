@@ -20,6 +20,7 @@ import { TtlCleaner } from './projections/ttl-cleaner.js';
 import { ProjectionProgress } from './queries/projection-progress.js';
 import { migrateLatest } from './store/database.js';
 import { ensureTopics } from './log/topics.js';
+import { flushTraces } from './telemetry/setup.js';
 
 /** A running MiniPush process: the roles it was asked for, over one backend. */
 export interface Runtime {
@@ -112,7 +113,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         limits: commandLimits(config),
         logger,
         ...(options.now ? { now: options.now } : {}),
-        hooks: { onApplied: (partition, next) => progress.noteApplied(partition, next) },
+        hooks: {
+          onApplied: (partition, next) => progress.noteApplied(partition, next),
+          // Inside the batch's span: the line carries its trace_id.
+          onBatch: (info) => logger.debug({ component: 'projector', ...info }, 'batch applied'),
+        },
       });
       await projector.start();
       closers.push(() => projector!.stop());
@@ -238,6 +243,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           await close().catch((err: unknown) => logger.warn({ err }, 'error while closing'));
         }
         await backend.close();
+        await flushTraces();
       },
     };
   } catch (err) {

@@ -3,7 +3,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { SETTINGS, type Config } from '../../src/config.js';
 
-const cli = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+// The `minipush` bin: starts tracing first when OTEL_* asks for it, then runs the CLI.
+const cli = path.resolve(import.meta.dirname, '../../dist/src/bin.js');
 
 export interface MiniPushProcess {
   readonly child: ChildProcess;
