@@ -21,6 +21,7 @@ import { ProjectionProgress } from './queries/projection-progress.js';
 import { migrateLatest } from './store/database.js';
 import { ensureTopics } from './log/topics.js';
 import { flushTraces } from './telemetry/setup.js';
+import { TracedChangeFeed, TracedCommandLog } from './telemetry/spans.js';
 
 /** A running MiniPush process: the roles it was asked for, over one backend. */
 export interface Runtime {
@@ -108,8 +109,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     if (config.roles.includes('projector')) {
       projector = new Projector({
         db: backend.db,
-        log: backend.log,
-        feed: backend.feed,
+        log: new TracedCommandLog(
+          backend.log,
+          backend.kind.log === 'kafka' ? 'kafka' : 'minipush.embedded',
+        ),
+        feed: new TracedChangeFeed(backend.feed, backend.topics.heads),
         limits: commandLimits(config),
         logger,
         ...(options.now ? { now: options.now } : {}),

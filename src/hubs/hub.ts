@@ -8,6 +8,7 @@ import type { ChangeFeed, HeadChange, Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { MiniPushService } from '../service.js';
 import type { HttpApp } from '../transports/http/app.js';
+import { traceNudge } from '../telemetry/spans.js';
 import type { SessionBus } from './session-bus.js';
 import { SessionQuota, type SessionRecord } from './session-quota.js';
 import {
@@ -463,7 +464,8 @@ export class Hub {
 
   private onChanges(changes: readonly HeadChange[]): void {
     for (const change of changes) {
-      if (!this.byUid.has(change.uid)) continue;
+      const local = this.byUid.get(change.uid);
+      if (!local) continue;
       const state: HeadState = {
         headSeq: change.headSeq,
         floorSeq: change.floorSeq,
@@ -471,12 +473,15 @@ export class Hub {
         readVersion: change.readVersion,
         ...(change.logTime !== undefined ? { logTime: change.logTime } : {}),
       };
-      this.nudge(change.uid, state);
+      traceNudge(change, local.size, () => this.nudge(change.uid, state));
     }
   }
 
-  /** At most one nudge per user per window: the first at once, later ones merged into one. */
-  private nudge(uid: number, state: HeadState): void {
+  /**
+   * At most one nudge per user per window: the first at once, later ones merged into one.
+   * True when sent at once.
+   */
+  private nudge(uid: number, state: HeadState): boolean {
     const window = this.options.settings.nudgeWindowMs;
     let entry = this.nudges.get(uid);
     if (!entry)
@@ -485,7 +490,7 @@ export class Hub {
     if (entry.timer === null && now - entry.lastSentAt >= window) {
       entry.lastSentAt = now;
       this.deliver(uid, state);
-      return;
+      return true;
     }
     if (entry.pending) this.options.observer?.onNudgeCoalesced?.();
     entry.pending = merge(entry.pending, state);
@@ -502,6 +507,7 @@ export class Hub {
         }
       }, wait);
     }
+    return false;
   }
 
   private deliver(uid: number, state: HeadState): void {
