@@ -14,12 +14,16 @@ import { MiniPushService } from './service.js';
 import { packageVersion } from './version.js';
 import { buildHttpApp, type HttpApp } from './transports/http/app.js';
 import type { Readiness } from './transports/http/routes/health.js';
+import { metricsRoutes } from './transports/http/routes/metrics.js';
+import { buildOperationsApp } from './transports/http/operations-app.js';
 import { closeGrpc, createGrpcServer, listenGrpc } from './transports/grpc/server.js';
 import { Projector } from './projections/projector.js';
 import { TtlCleaner } from './projections/ttl-cleaner.js';
 import { ProjectionProgress } from './queries/projection-progress.js';
 import { migrateLatest } from './store/database.js';
 import { ensureTopics } from './log/topics.js';
+import { bothObservers, Metrics } from './telemetry/metrics.js';
+import { projectorLag } from './telemetry/projector-lag.js';
 import { flushTraces } from './telemetry/setup.js';
 import { TracedChangeFeed, TracedCommandLog } from './telemetry/spans.js';
 
@@ -32,7 +36,9 @@ export interface Runtime {
   readonly hub: Hub | null;
   readonly service: MiniPushService;
   readonly authenticator: Authenticator;
-  /** The REST/WebSocket app when this process runs the api or hub role. */
+  /** This process's Prometheus metrics, served at `/metrics`. */
+  readonly metrics: Metrics;
+  /** REST/WebSocket for the api or hub role; health and metrics only for the others. */
   readonly http: HttpApp | null;
   /** `http://host:port` the app listens on. */
   readonly httpUrl: string | null;
@@ -98,6 +104,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config, logger } = options;
   const backend = openBackend(config, logger);
   const closers: Array<() => Promise<void>> = [];
+  const metrics = new Metrics();
   try {
     if (options.prepare ?? backend.kind.log === 'embedded') {
       await prepareBackend(config, backend, logger);
@@ -119,10 +126,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         ...(options.now ? { now: options.now } : {}),
         hooks: {
           onApplied: (partition, next) => progress.noteApplied(partition, next),
-          // Inside the batch's span: the line carries its trace_id.
-          onBatch: (info) => logger.debug({ component: 'projector', ...info }, 'batch applied'),
+          onBatch: (info) => {
+            metrics.onProjectorBatch(info);
+            // Inside the batch's span: the line carries its trace_id.
+            logger.debug({ component: 'projector', ...info }, 'batch applied');
+          },
         },
       });
+      metrics.watchLag(() => projectorLag(backend.db, backend.log));
       await projector.start();
       closers.push(() => projector!.stop());
     }
@@ -136,6 +147,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         intervalMs: config.cleanerIntervalMs,
         logger,
         ...(options.now ? { now: options.now } : {}),
+        onPass: metrics.onCleanerPass,
       });
       cleaner.start();
       closers.push(() => cleaner!.stop());
@@ -155,6 +167,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       progress,
       settings: serviceSettings(config),
       ...(options.now ? { now: options.now } : {}),
+      onCommand: metrics.onCommand,
     });
 
     const readiness = async (): Promise<Readiness> => {
@@ -185,7 +198,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
               logger,
             )
           : new LocalSessionBus();
-      const created = new Hub({
+      const created: Hub = new Hub({
         settings: config,
         service,
         authenticator,
@@ -193,7 +206,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         bus,
         logger,
         ...(options.now ? { now: options.now } : {}),
-        ...(options.hubObserver ? { observer: options.hubObserver } : {}),
+        observer: bothObservers(
+          metrics.hubObserver(() => created.counts()),
+          options.hubObserver,
+        ),
       });
       closers.push(() => bus.close());
       await created.start();
@@ -213,17 +229,25 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         version: packageVersion(),
         bodyLimit: httpBodyLimit(config),
         devTokenSecret: jwtSecretForDev,
-        plugins: hub ? [(app) => hub.register(app)] : [],
+        plugins: [metricsRoutes(metrics), ...(hub ? [(app: HttpApp) => hub.register(app)] : [])],
       });
-      const app = http;
-      httpUrl = await app.listen({ host: config.host, port: config.httpPort });
-      closers.push(() => app.close());
+    } else {
+      // Projector and cleaner processes too answer health checks and Prometheus.
+      http = await buildOperationsApp({ logger, readiness, plugins: [metricsRoutes(metrics)] });
     }
+    const app = http;
+    httpUrl = await app.listen({ host: config.host, port: config.httpPort });
+    closers.push(() => app.close());
 
     let grpcServer: GrpcServer | null = null;
     let grpcPort: number | null = null;
     if (config.roles.includes('api') && config.grpcPort >= 0) {
-      const server = createGrpcServer({ service, authenticator, logger });
+      const server = createGrpcServer({
+        service,
+        authenticator,
+        logger,
+        interceptors: [metrics.grpcInterceptor()],
+      });
       grpcPort = await listenGrpc(server, config.host, config.grpcPort);
       grpcServer = server;
       closers.push(() => closeGrpc(server, Math.min(5000, config.shutdownTimeoutMs / 2)));
@@ -238,6 +262,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       hub,
       service,
       authenticator,
+      metrics,
       http,
       httpUrl,
       grpcPort,

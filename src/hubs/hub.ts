@@ -47,6 +47,8 @@ export interface HubObserver {
   onNudgeSent?(latencyMs: number | null): void;
   onNudgeCoalesced?(): void;
   onUpgradeRefused?(reason: string): void;
+  /** A WebSocket request answered: its type, time taken, and `ok` or the error code sent. */
+  onRequest?(type: string, durationMs: number, outcome: string): void;
 }
 
 export interface HubOptions {
@@ -562,23 +564,30 @@ export class Hub {
       return;
     }
     session.inFlight++;
+    const started = performance.now();
+    let outcome = 'ok';
     this.handle(session, request)
       .then(
         (payload) => this.send(session, { type: request.type, reqId: request.reqId, ...payload }),
-        (err: unknown) => this.replyError(session, request.reqId, err),
+        (err: unknown) => {
+          outcome = this.replyError(session, request.reqId, err);
+        },
       )
       .finally(() => {
         session.inFlight--;
+        this.options.observer?.onRequest?.(request.type, performance.now() - started, outcome);
       });
   }
 
-  private replyError(session: Session, reqId: ReqId | null, err: unknown): void {
+  /** Answers a failed request with its error; returns the code sent. */
+  private replyError(session: Session, reqId: ReqId | null, err: unknown): ErrorCode {
     const error =
       err instanceof MiniPushError
         ? err
         : new MiniPushError('MINIPUSH_INTERNAL', 'internal error', { cause: err });
     if (error.code === 'MINIPUSH_INTERNAL') this.log.error({ err }, 'WebSocket request failed');
     this.send(session, { type: 'error', reqId, code: error.code, message: error.message });
+    return error.code;
   }
 
   private async handle(session: Session, request: ClientRequest): Promise<object> {
