@@ -182,8 +182,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
       await check('store', () => backend.db.raw('SELECT 1'));
       await check('log', () => backend.log.endOffsets());
-      if (projector) checks.projector = projector.isRunning() ? 'ok' : 'stopped';
-      if (hub) checks.hub = hub.isAccepting() ? 'ok' : 'closing';
+      if (projector)
+        checks.projector = !projector.isRunning()
+          ? 'stopped'
+          : projector.isConsuming()
+            ? 'ok'
+            : 'not a member of the projector consumer group';
+      if (hub)
+        checks.hub = !hub.isAccepting()
+          ? 'closing'
+          : hub.isSubscribed()
+            ? 'ok'
+            : 'not subscribed to head changes and session records';
       return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
     };
 

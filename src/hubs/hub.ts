@@ -185,6 +185,12 @@ export class Hub {
     return !this.closing;
   }
 
+  /** Receiving head changes and the other hubs' session records (for readiness). */
+  isSubscribed(): boolean {
+    const live = (s: Subscription | null) => s !== null && (s.isActive?.() ?? true);
+    return live(this.feedSubscription) && live(this.busSubscription);
+  }
+
   /** Live sessions and distinct users on this hub. */
   counts(): { sessions: number; users: number } {
     return { sessions: this.sessions.size, users: this.byUid.size };
