@@ -54,7 +54,9 @@ function banner(config: Config, runtime: Runtime): string {
       : `MiniPush ${version()} is running (log: ${kind.log}, store: ${kind.store}, roles: ${config.roles.join(',')})`,
   );
   const url = runtime.httpUrl;
-  if (url) {
+  if (url && !config.roles.includes('api') && !config.roles.includes('hub'))
+    lines.push(`  Health     ${url}/readyz   (metrics: ${url}/metrics)`);
+  else if (url) {
     const ws = url.replace(/^http/, 'ws');
     lines.push(`  REST       ${url}/v1   (OpenAPI: ${url}/v1/openapi.json)`);
     if (config.roles.includes('hub')) lines.push(`  WebSocket  ${ws}/v1/ws?token=<user JWT>`);

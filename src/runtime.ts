@@ -16,12 +16,18 @@ import { MiniPushService } from './service.js';
 import { packageVersion } from './version.js';
 import { buildHttpApp, type HttpApp } from './transports/http/app.js';
 import type { Readiness } from './transports/http/routes/health.js';
+import { metricsRoutes } from './transports/http/routes/metrics.js';
+import { buildOperationsApp } from './transports/http/operations-app.js';
 import { closeGrpc, createGrpcServer, listenGrpc } from './transports/grpc/server.js';
 import { Projector } from './projections/projector.js';
 import { TtlCleaner } from './projections/ttl-cleaner.js';
 import { ProjectionProgress } from './queries/projection-progress.js';
 import { migrateLatest } from './store/database.js';
 import { ensureTopics } from './log/topics.js';
+import { bothObservers, Metrics } from './telemetry/metrics.js';
+import { projectorLag } from './telemetry/projector-lag.js';
+import { flushTraces } from './telemetry/setup.js';
+import { TracedChangeFeed, TracedCommandLog } from './telemetry/spans.js';
 
 /** A running MiniPush process: the roles it was asked for, over one backend. */
 export interface Runtime {
@@ -32,7 +38,9 @@ export interface Runtime {
   readonly hub: Hub | null;
   readonly service: MiniPushService;
   readonly authenticator: Authenticator;
-  /** The REST/WebSocket app when this process runs the api or hub role. */
+  /** This process's Prometheus metrics, served at `/metrics`. */
+  readonly metrics: Metrics;
+  /** REST/WebSocket for the api or hub role; health and metrics only for the others. */
   readonly http: HttpApp | null;
   /** `http://host:port` the app listens on. */
   readonly httpUrl: string | null;
@@ -99,6 +107,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const backend = openBackend(config, logger);
   // Closed in reverse order of opening: stop taking work first, release the backend last.
   const closers: Array<{ name: string; close: () => Promise<void> }> = [];
+  const metrics = new Metrics();
   try {
     if (options.prepare ?? backend.kind.log === 'embedded') {
       await prepareBackend(config, backend, logger);
@@ -110,13 +119,24 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
     if (config.roles.includes('projector')) {
       projector = new Projector({
         db: backend.db,
-        log: backend.log,
-        feed: backend.feed,
+        log: new TracedCommandLog(
+          backend.log,
+          backend.kind.log === 'kafka' ? 'kafka' : 'minipush.embedded',
+        ),
+        feed: new TracedChangeFeed(backend.feed, backend.topics.heads),
         limits: commandLimits(config),
         logger,
         ...(options.now ? { now: options.now } : {}),
-        hooks: { onApplied: (partition, next) => progress.noteApplied(partition, next) },
+        hooks: {
+          onApplied: (partition, next) => progress.noteApplied(partition, next),
+          onBatch: (info) => {
+            metrics.onProjectorBatch(info);
+            // Inside the batch's span: the line carries its trace_id.
+            logger.debug({ component: 'projector', ...info }, 'batch applied');
+          },
+        },
       });
+      metrics.watchLag(() => projectorLag(backend.db, backend.log));
       await projector.start();
       closers.push({ name: 'projector', close: () => projector!.stop() });
     }
@@ -130,6 +150,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         intervalMs: config.cleanerIntervalMs,
         logger,
         ...(options.now ? { now: options.now } : {}),
+        onPass: metrics.onCleanerPass,
       });
       cleaner.start();
       closers.push({ name: 'cleaner', close: () => cleaner!.stop() });
@@ -149,6 +170,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       progress,
       settings: serviceSettings(config),
       ...(options.now ? { now: options.now } : {}),
+      onCommand: metrics.onCommand,
     });
 
     const readiness = async (): Promise<Readiness> => {
@@ -163,8 +185,18 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       };
       await check('store', () => backend.db.raw('SELECT 1'));
       await check('log', () => backend.log.endOffsets());
-      if (projector) checks.projector = projector.isRunning() ? 'ok' : 'stopped';
-      if (hub) checks.hub = hub.isAccepting() ? 'ok' : 'closing';
+      if (projector)
+        checks.projector = !projector.isRunning()
+          ? 'stopped'
+          : projector.isConsuming()
+            ? 'ok'
+            : 'not a member of the projector consumer group';
+      if (hub)
+        checks.hub = !hub.isAccepting()
+          ? 'closing'
+          : hub.isSubscribed()
+            ? 'ok'
+            : 'not subscribed to head changes and session records';
       return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
     };
 
@@ -186,7 +218,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           'the open-file limit caps the sessions this hub can hold; raise it (ulimit -n) for more',
         );
       }
-      const created = new Hub({
+      const created: Hub = new Hub({
         settings: { ...config, maxSessionsPerHub: capacity },
         service,
         authenticator,
@@ -194,7 +226,10 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         bus,
         logger,
         ...(options.now ? { now: options.now } : {}),
-        ...(options.hubObserver ? { observer: options.hubObserver } : {}),
+        observer: bothObservers(
+          metrics.hubObserver(() => created.counts()),
+          options.hubObserver,
+        ),
       });
       closers.push({ name: 'session bus', close: () => bus.close() });
       await created.start();
@@ -214,30 +249,43 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
         version: packageVersion(),
         bodyLimit: httpBodyLimit(config),
         devTokenSecret: jwtSecretForDev,
-        plugins: hub ? [(app) => hub.register(app), ...demoPlugins(config, devCredentials)] : [],
+        plugins: [
+          metricsRoutes(metrics),
+          ...(hub
+            ? [(app: HttpApp) => hub.register(app), ...demoPlugins(config, devCredentials)]
+            : []),
+        ],
       });
-      const app = http;
-      httpUrl = await app.listen({ host: config.host, port: config.httpPort });
-      closers.push({
-        name: 'http',
-        close: async () => {
-          // In-flight requests get a grace period; keep-alive connections that stay busy (or turn
-          // idle after close began) would otherwise hold the shutdown until their timeout.
-          const drainMs = Math.min(2000, config.shutdownTimeoutMs / 4);
-          const force = setTimeout(() => app.server.closeAllConnections(), drainMs);
-          try {
-            await app.close();
-          } finally {
-            clearTimeout(force);
-          }
-        },
-      });
+    } else {
+      // Projector and cleaner processes too answer health checks and Prometheus.
+      http = await buildOperationsApp({ logger, readiness, plugins: [metricsRoutes(metrics)] });
     }
+    const app = http;
+    httpUrl = await app.listen({ host: config.host, port: config.httpPort });
+    closers.push({
+      name: 'http',
+      close: async () => {
+        // In-flight requests get a grace period; keep-alive connections that stay busy (or turn
+        // idle after close began) would otherwise hold the shutdown until their timeout.
+        const drainMs = Math.min(2000, config.shutdownTimeoutMs / 4);
+        const force = setTimeout(() => app.server.closeAllConnections(), drainMs);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(force);
+        }
+      },
+    });
 
     let grpcServer: GrpcServer | null = null;
     let grpcPort: number | null = null;
     if (config.roles.includes('api') && config.grpcPort >= 0) {
-      const server = createGrpcServer({ service, authenticator, logger });
+      const server = createGrpcServer({
+        service,
+        authenticator,
+        logger,
+        interceptors: [metrics.grpcInterceptor()],
+      });
       grpcPort = await listenGrpc(server, config.host, config.grpcPort);
       grpcServer = server;
       closers.push({
@@ -255,6 +303,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
       hub,
       service,
       authenticator,
+      metrics,
       http,
       httpUrl,
       grpcPort,
@@ -268,6 +317,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
           logger.info({ part: name, ms: Date.now() - started }, 'closed');
         }
         await backend.close();
+        await flushTraces();
       },
     };
   } catch (err) {

@@ -1,5 +1,6 @@
 import { keyOfUid, partitionOfUid } from '../domain/partitioner.js';
 import type { AppendRecord, CommandLog, LogPosition } from '../log/log.js';
+import { traceCommand } from '../telemetry/spans.js';
 import { encodeCommand, type CommandRecord } from './command-record.js';
 
 /**
@@ -37,7 +38,7 @@ export function toAppendRecords(
   }));
 }
 
-/** Appends validated commands to the write log. */
+/** Appends validated commands to the write log, each in a producer span (see telemetry). */
 export class CommandWriter {
   constructor(private readonly log: CommandLog) {}
 
@@ -45,8 +46,12 @@ export class CommandWriter {
     command: CommandRecord,
     headers?: Readonly<Record<string, string>>,
   ): Promise<LogPosition[]> {
-    const partitions = await this.log.partitionCount();
-    return this.log.append(toAppendRecords(command, partitions, headers));
+    return traceCommand(command, this.log.topic, async (spanHeaders) => {
+      const partitions = await this.log.partitionCount();
+      // The span's own context wins over a caller's: the projection becomes its child.
+      const merged = spanHeaders ? { ...headers, ...spanHeaders } : headers;
+      return this.log.append(toAppendRecords(command, partitions, merged));
+    });
   }
 }
 

@@ -8,6 +8,7 @@ import type { ChangeFeed, HeadChange, Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { MiniPushService } from '../service.js';
 import type { HttpApp } from '../transports/http/app.js';
+import { traceNudge } from '../telemetry/spans.js';
 import type { SessionBus } from './session-bus.js';
 import { SessionQuota, type SessionRecord } from './session-quota.js';
 import {
@@ -46,6 +47,8 @@ export interface HubObserver {
   onNudgeSent?(latencyMs: number | null): void;
   onNudgeCoalesced?(): void;
   onUpgradeRefused?(reason: string): void;
+  /** A WebSocket request answered: its type, time taken, and `ok` or the error code sent. */
+  onRequest?(type: string, durationMs: number, outcome: string): void;
 }
 
 export interface HubOptions {
@@ -183,6 +186,12 @@ export class Hub {
   /** False once shutdown began. */
   isAccepting(): boolean {
     return !this.closing;
+  }
+
+  /** Receiving head changes and the other hubs' session records (for readiness). */
+  isSubscribed(): boolean {
+    const live = (s: Subscription | null) => s !== null && (s.isActive?.() ?? true);
+    return live(this.feedSubscription) && live(this.busSubscription);
   }
 
   /** Live sessions and distinct users on this hub. */
@@ -482,7 +491,8 @@ export class Hub {
 
   private onChanges(changes: readonly HeadChange[]): void {
     for (const change of changes) {
-      if (!this.byUid.has(change.uid)) continue;
+      const local = this.byUid.get(change.uid);
+      if (!local) continue;
       const state: HeadState = {
         headSeq: change.headSeq,
         floorSeq: change.floorSeq,
@@ -490,12 +500,15 @@ export class Hub {
         readVersion: change.readVersion,
         ...(change.logTime !== undefined ? { logTime: change.logTime } : {}),
       };
-      this.nudge(change.uid, state);
+      traceNudge(change, local.size, () => this.nudge(change.uid, state));
     }
   }
 
-  /** At most one nudge per user per window: the first at once, later ones merged into one. */
-  private nudge(uid: number, state: HeadState): void {
+  /**
+   * At most one nudge per user per window: the first at once, later ones merged into one.
+   * True when sent at once.
+   */
+  private nudge(uid: number, state: HeadState): boolean {
     const window = this.options.settings.nudgeWindowMs;
     let entry = this.nudges.get(uid);
     if (!entry)
@@ -504,7 +517,7 @@ export class Hub {
     if (entry.timer === null && now - entry.lastSentAt >= window) {
       entry.lastSentAt = now;
       this.deliver(uid, state);
-      return;
+      return true;
     }
     if (entry.pending) this.options.observer?.onNudgeCoalesced?.();
     entry.pending = merge(entry.pending, state);
@@ -521,6 +534,7 @@ export class Hub {
         }
       }, wait);
     }
+    return false;
   }
 
   private deliver(uid: number, state: HeadState): void {
@@ -575,20 +589,27 @@ export class Hub {
       return;
     }
     session.inFlight++;
+    const started = performance.now();
+    let outcome = 'ok';
     this.handle(session, request)
       .then(
         (payload) => this.send(session, { type: request.type, reqId: request.reqId, ...payload }),
-        (err: unknown) => this.replyError(session, request.reqId, err),
+        (err: unknown) => {
+          outcome = this.replyError(session, request.reqId, err);
+        },
       )
       .finally(() => {
         session.inFlight--;
+        this.options.observer?.onRequest?.(request.type, performance.now() - started, outcome);
       });
   }
 
-  private replyError(session: Session, reqId: ReqId | null, err: unknown): void {
+  /** Answers a failed request with its error; returns the code sent. */
+  private replyError(session: Session, reqId: ReqId | null, err: unknown): ErrorCode {
     const error = asClientError(err);
     if (error.code === 'MINIPUSH_INTERNAL') this.log.error({ err }, 'WebSocket request failed');
     this.send(session, { type: 'error', reqId, code: error.code, message: error.message });
+    return error.code;
   }
 
   private async handle(session: Session, request: ClientRequest): Promise<object> {

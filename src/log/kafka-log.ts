@@ -187,6 +187,7 @@ export class KafkaCommandLog implements CommandLog {
         this.consumers.delete(consumer);
         await consumer.stop();
       },
+      isMember: () => consumer.isMember(),
     };
   }
 
@@ -224,6 +225,7 @@ class KafkaLogConsumer {
   private readonly positions = new Map<number, number>();
   private readonly log: Logger;
   private running = false;
+  private member = false;
   private stopping: Promise<void> | null = null;
   private readonly joined: Promise<void>;
   private markJoined!: () => void;
@@ -255,11 +257,13 @@ class KafkaLogConsumer {
       // A new generation may have moved partitions: forget positions, ask again per partition.
       this.positions.clear();
       const mine = event.payload.memberAssignment[this.topic] ?? [];
+      this.member = true;
       this.log.info({ partitions: mine }, 'joined consumer group');
       this.options.onAssignment?.(mine);
       this.markJoined();
     });
     this.consumer.on(this.consumer.events.CRASH, (event) => {
+      this.member = false;
       this.log.error(
         { err: event.payload.error, restart: event.payload.restart },
         'consumer crashed',
@@ -352,10 +356,15 @@ class KafkaLogConsumer {
     return this.joined;
   }
 
+  isMember(): boolean {
+    return this.running && this.member;
+  }
+
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (!this.running) return;
       this.running = false;
+      this.member = false;
       // disconnect() waits for the batch in hand, commits, and leaves the group.
       await this.consumer.disconnect().catch((err: unknown) => {
         this.log.warn({ err }, 'consumer disconnect failed');
@@ -394,8 +403,13 @@ export async function subscribeFromNow(options: BroadcastOptions): Promise<Subsc
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(options.topic).finally(() => admin.disconnect());
   let first = true;
+  let active = false;
+  consumer.on(consumer.events.CRASH, () => {
+    active = false;
+  });
   const joined = new Promise<void>((resolve) => {
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      active = true;
       if (!first) return;
       first = false;
       for (const partition of event.payload.memberAssignment[options.topic] ?? []) {
@@ -419,6 +433,7 @@ export async function subscribeFromNow(options: BroadcastOptions): Promise<Subsc
   await joined;
   let closed = false;
   return {
+    isActive: () => active && !closed,
     close: async () => {
       if (closed) return;
       closed = true;
@@ -479,6 +494,7 @@ export class KafkaChangeFeed implements ChangeFeed {
         this.subscriptions.delete(tracked);
         await subscription.close();
       },
+      isActive: () => subscription.isActive?.() ?? true,
     };
     this.subscriptions.add(tracked);
     return tracked;

@@ -60,6 +60,11 @@ export interface LogConsumer {
   ready(): Promise<void>;
   /** Finishes the batch in hand, leaves the group and stops. */
   stop(): Promise<void>;
+  /**
+   * False while this member is out of its consumer group: not joined yet, crashed and
+   * restarting, or stopped (for readiness). Absent where membership cannot be lost.
+   */
+  isMember?(): boolean;
 }
 
 export interface CommandLog {
@@ -93,6 +98,8 @@ export interface HeadChange {
 
 export interface Subscription {
   close(): Promise<void>;
+  /** False once the subscriber has crashed or closed (for readiness); absent: always true. */
+  isActive?(): boolean;
 }
 
 /** Head-seq notifications from projectors to hubs. */

@@ -133,6 +133,11 @@ export class Projector {
     return this.running;
   }
 
+  /** Running and a member of the projectors' consumer group (for readiness). */
+  isConsuming(): boolean {
+    return this.running && (this.consumer?.isMember?.() ?? this.consumer !== null);
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     await this.consumer?.stop();

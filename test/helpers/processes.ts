@@ -3,8 +3,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { SETTINGS, type Config } from '../../src/config.js';
 
-/** The built CLI; `npm run build` must have run (npm test does it). */
-export const CLI = path.resolve(import.meta.dirname, '../../dist/src/cli.js');
+/** The `minipush` bin: starts tracing first when OTEL_* asks for it, then runs the CLI. */
+export const CLI = path.resolve(import.meta.dirname, '../../dist/src/bin.js');
 const cli = CLI;
 
 export interface MiniPushProcess {

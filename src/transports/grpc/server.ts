@@ -97,6 +97,8 @@ export interface GrpcServerOptions {
   readonly service: MiniPushService;
   readonly authenticator: Authenticator;
   readonly logger: Logger;
+  /** Run around every call, such as the metrics' timer. */
+  readonly interceptors?: grpc.ServerInterceptor[];
 }
 
 /** The gRPC transport: the same service as REST, behind QueryService and CommandService. */
@@ -128,6 +130,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
     'grpc.keepalive_permit_without_calls': 1,
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   });
   server.addService(v1.QueryService!.service, {
     Diff: unary<DiffRequest, unknown>(async (principal, req) =>

@@ -1,0 +1,255 @@
+import * as grpc from '@grpc/grpc-js';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CommandRecord } from '../commands/command-record.js';
+import type { HubObserver } from '../hubs/hub.js';
+import type { ProjectorHooks } from '../projections/projector.js';
+
+/** Seconds; from a cache hit on a query to a slow `?wait=true` publish. */
+const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Seconds from the log append of a command to the nudge of a session. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+const BATCH_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Where a request came in: REST, gRPC or a WebSocket session. */
+export type Transport = 'http' | 'grpc' | 'ws';
+
+/** One partition's projector lag in records: log end offset − next offset to apply. */
+export interface PartitionLag {
+  readonly partition: number;
+  readonly lag: number;
+}
+
+/**
+ * The process's Prometheus metrics, on a registry of its own (several runtimes may share a
+ * process in tests). Every `minipush_*` series is documented in docs/observability.md; the
+ * process and Node.js defaults (`process_*`, `nodejs_*`) come along.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly commands: Counter<'type'>;
+  private readonly requests: Histogram<'transport' | 'route' | 'outcome'>;
+  private readonly batchRecords: Histogram<'partition'>;
+  private readonly batchSeconds: Histogram<'partition'>;
+  private readonly deliveries: Counter<'partition'>;
+  private readonly deadLetters: Counter<'partition'>;
+  private readonly nudgeLatency: Histogram;
+  private readonly nudgesSent: Counter;
+  private readonly nudgesCoalesced: Counter;
+  private readonly sessionsOpened: Counter;
+  private readonly sessionsClosed: Counter<'code'>;
+  private readonly kickoffs: Counter;
+  private readonly upgradesRefused: Counter<'reason'>;
+  private readonly cleanerPasses: Counter;
+  private readonly cleanerDeleted: Counter<'table'>;
+  private hubCounts: (() => { sessions: number; users: number }) | null = null;
+  private lagSource: (() => Promise<readonly PartitionLag[]>) | null = null;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    // Gauges read at scrape time call back into this object.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const metrics = this;
+    this.commands = new Counter({
+      name: 'minipush_commands_total',
+      help: 'Commands accepted into the write log by this process, by type',
+      labelNames: ['type'],
+      registers,
+    });
+    this.requests = new Histogram({
+      name: 'minipush_request_duration_seconds',
+      help: 'Time to answer a request: REST route, gRPC method or WebSocket request type',
+      labelNames: ['transport', 'route', 'outcome'],
+      buckets: REQUEST_BUCKETS,
+      registers,
+    });
+    this.batchRecords = new Histogram({
+      name: 'minipush_projector_batch_records',
+      help: 'Records applied per projector batch (one database transaction)',
+      labelNames: ['partition'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.batchSeconds = new Histogram({
+      name: 'minipush_projector_batch_duration_seconds',
+      help: 'Time to apply, commit and notify one projector batch',
+      labelNames: ['partition'],
+      buckets: BATCH_SECONDS,
+      registers,
+    });
+    this.deliveries = new Counter({
+      name: 'minipush_projector_deliveries_total',
+      help: 'Events delivered into user feeds (one per recipient)',
+      labelNames: ['partition'],
+      registers,
+    });
+    this.deadLetters = new Counter({
+      name: 'minipush_dead_letters_total',
+      help: 'Records the projector sent to the dead-letter topic',
+      labelNames: ['partition'],
+      registers,
+    });
+    new Gauge({
+      name: 'minipush_projector_lag',
+      help: 'Records in the commands log not yet applied: log end offset - next offset',
+      labelNames: ['partition'],
+      registers,
+      collect: async function (this: Gauge<'partition'>) {
+        this.reset();
+        if (!metrics.lagSource) return;
+        const lags = await metrics.lagSource().catch(() => []);
+        for (const { partition, lag } of lags) this.set({ partition: String(partition) }, lag);
+      },
+    });
+    new Gauge({
+      name: 'minipush_sessions',
+      help: 'Live WebSocket sessions on this hub',
+      registers,
+      collect: function (this: Gauge) {
+        if (metrics.hubCounts) this.set(metrics.hubCounts().sessions);
+      },
+    });
+    new Gauge({
+      name: 'minipush_session_users',
+      help: 'Distinct users with a live session on this hub',
+      registers,
+      collect: function (this: Gauge) {
+        if (metrics.hubCounts) this.set(metrics.hubCounts().users);
+      },
+    });
+    this.sessionsOpened = new Counter({
+      name: 'minipush_sessions_opened_total',
+      help: 'WebSocket sessions authenticated and opened',
+      registers,
+    });
+    this.sessionsClosed = new Counter({
+      name: 'minipush_sessions_closed_total',
+      help: 'WebSocket sessions closed, by close code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.kickoffs = new Counter({
+      name: 'minipush_kickoffs_total',
+      help: 'Sessions kicked off because their user went over the session quota',
+      registers,
+    });
+    this.upgradesRefused = new Counter({
+      name: 'minipush_ws_upgrades_refused_total',
+      help: 'WebSocket upgrades refused before a session opened, by error code',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.nudgesSent = new Counter({
+      name: 'minipush_nudges_sent_total',
+      help: 'Head nudges sent to sessions',
+      registers,
+    });
+    this.nudgesCoalesced = new Counter({
+      name: 'minipush_nudges_coalesced_total',
+      help: 'Head changes merged into a pending nudge instead of sent on their own',
+      registers,
+    });
+    this.nudgeLatency = new Histogram({
+      name: 'minipush_publish_to_nudge_seconds',
+      help: 'From the log time of the newest command behind a nudge to the nudge being sent',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.cleanerPasses = new Counter({
+      name: 'minipush_cleaner_passes_total',
+      help: 'TTL cleaner passes completed',
+      registers,
+    });
+    this.cleanerDeleted = new Counter({
+      name: 'minipush_cleaner_deleted_total',
+      help: 'Rows the TTL cleaner deleted, by table',
+      labelNames: ['table'],
+      registers,
+    });
+  }
+
+  /** For MiniPushService's onCommand. */
+  readonly onCommand = (command: CommandRecord): void => {
+    this.commands.inc({ type: command.type });
+  };
+
+  /** For the TTL cleaner's onPass. */
+  readonly onCleanerPass = (deleted: {
+    deliveries: number;
+    events: number;
+    results: number;
+  }): void => {
+    this.cleanerPasses.inc();
+    this.cleanerDeleted.inc({ table: 'user_events' }, deleted.deliveries);
+    this.cleanerDeleted.inc({ table: 'events' }, deleted.events);
+    this.cleanerDeleted.inc({ table: 'command_results' }, deleted.results);
+  };
+
+  /** For the projector's onBatch hook. */
+  readonly onProjectorBatch: NonNullable<ProjectorHooks['onBatch']> = (info) => {
+    const partition = String(info.partition);
+    this.batchRecords.observe({ partition }, info.records);
+    this.batchSeconds.observe({ partition }, info.durationMs / 1000);
+    this.deliveries.inc({ partition }, info.deliveries);
+    if (info.deadLetters > 0) this.deadLetters.inc({ partition }, info.deadLetters);
+  };
+
+  observeRequest(transport: Transport, route: string, outcome: string, seconds: number): void {
+    this.requests.observe({ transport, route, outcome }, seconds);
+  }
+
+  /** What a hub reports; `minipush_sessions*` read the hub's counts at scrape time. */
+  hubObserver(counts: () => { sessions: number; users: number }): HubObserver {
+    this.hubCounts = counts;
+    return {
+      onSessionOpened: () => this.sessionsOpened.inc(),
+      onSessionClosed: (code) => this.sessionsClosed.inc({ code: String(code) }),
+      onKickoff: () => this.kickoffs.inc(),
+      onNudgeSent: (latencyMs) => {
+        this.nudgesSent.inc();
+        if (latencyMs !== null) this.nudgeLatency.observe(Math.max(0, latencyMs) / 1000);
+      },
+      onNudgeCoalesced: () => this.nudgesCoalesced.inc(),
+      onUpgradeRefused: (reason) => this.upgradesRefused.inc({ reason }),
+      onRequest: (type, durationMs, outcome) =>
+        this.observeRequest('ws', type, outcome, durationMs / 1000),
+    };
+  }
+
+  /** Reads projector lag at scrape time (processes with the projector role). */
+  watchLag(source: () => Promise<readonly PartitionLag[]>): void {
+    this.lagSource = source;
+  }
+
+  /** Times every gRPC call by method path and status. */
+  grpcInterceptor(): grpc.ServerInterceptor {
+    return (method, call) => {
+      const started = performance.now();
+      return new grpc.ServerInterceptingCall(call, {
+        sendStatus: (status, next) => {
+          const outcome = grpc.status[status.code] ?? String(status.code);
+          this.observeRequest('grpc', method.path, outcome, (performance.now() - started) / 1000);
+          next(status);
+        },
+      });
+    };
+  }
+}
+
+/** Combines observers so tests can watch a hub that also feeds metrics. */
+export function bothObservers(a: HubObserver, b: HubObserver | undefined): HubObserver {
+  if (!b) return a;
+  return {
+    onSessionOpened: () => (a.onSessionOpened?.(), b.onSessionOpened?.()),
+    onSessionClosed: (code) => (a.onSessionClosed?.(code), b.onSessionClosed?.(code)),
+    onKickoff: () => (a.onKickoff?.(), b.onKickoff?.()),
+    onNudgeSent: (latency) => (a.onNudgeSent?.(latency), b.onNudgeSent?.(latency)),
+    onNudgeCoalesced: () => (a.onNudgeCoalesced?.(), b.onNudgeCoalesced?.()),
+    onUpgradeRefused: (reason) => (a.onUpgradeRefused?.(reason), b.onUpgradeRefused?.(reason)),
+    onRequest: (type, ms, outcome) => (
+      a.onRequest?.(type, ms, outcome),
+      b.onRequest?.(type, ms, outcome)
+    ),
+  };
+}

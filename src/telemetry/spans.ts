@@ -1,0 +1,362 @@
+import {
+  SpanKind,
+  SpanStatusCode,
+  context,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import type { CommandRecord } from '../commands/command-record.js';
+import type {
+  AppendRecord,
+  ChangeFeed,
+  CommandLog,
+  ConsumeOptions,
+  DeadLetter,
+  HeadChange,
+  LogConsumer,
+  LogPosition,
+  LogRecord,
+  Subscription,
+} from '../log/log.js';
+import { packageVersion } from '../version.js';
+import { contextFromHeaders, traceHeaders } from './trace-context.js';
+
+/**
+ * Span names, one per hop the project owns. A published event's trace reads, parent to child:
+ * `minipush.publish` → (kafkajs `send`) → `minipush.project` → `minipush.notify` →
+ * `minipush.nudge`.
+ */
+export const SPAN = {
+  /** A publish command appended to the write log (API side). */
+  publish: 'minipush.publish',
+  /** A read mark (seqs or up to a seq) appended to the write log. */
+  markRead: 'minipush.mark_read',
+  markUnread: 'minipush.mark_unread',
+  /** One projector batch: its database transaction and notifications. Links to its records. */
+  projectBatch: 'minipush.project.batch',
+  /** One record projected, child of the span that wrote it. */
+  project: 'minipush.project',
+  /** One user's head change sent to the hubs, child of the projection that caused it. */
+  notify: 'minipush.notify',
+  /** A hub nudging a user's live sessions, child of the notification. */
+  nudge: 'minipush.nudge',
+} as const;
+
+/** Attribute names of MiniPush's own spans (the messaging.* ones are OpenTelemetry's). */
+export const ATTR = {
+  commandType: 'minipush.command.type',
+  eventId: 'minipush.event.id',
+  uidCount: 'minipush.uid_count',
+  uid: 'minipush.uid',
+  batchSize: 'minipush.batch.size',
+  firstOffset: 'minipush.offset.first',
+  lastOffset: 'minipush.offset.last',
+  positions: 'minipush.positions',
+  headSeq: 'minipush.head_seq',
+  sessions: 'minipush.sessions',
+  coalesced: 'minipush.nudge.coalesced',
+  messagingSystem: 'messaging.system',
+  destination: 'messaging.destination.name',
+  partition: 'messaging.destination.partition.id',
+  offset: 'messaging.kafka.offset',
+  messageCount: 'messaging.batch.message_count',
+  operation: 'messaging.operation.type',
+} as const;
+
+/** Span links kept per batch span; a larger batch links its first records only. */
+const MAX_LINKS = 128;
+
+function tracer(): Tracer {
+  return trace.getTracer('minipush', packageVersion());
+}
+
+function fail(span: Span, err: unknown): void {
+  span.recordException(err instanceof Error ? err : String(err));
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: err instanceof Error ? err.message : String(err),
+  });
+}
+
+function commandSpanName(command: CommandRecord): string {
+  switch (command.type) {
+    case 'publish':
+      return SPAN.publish;
+    case 'markRead':
+    case 'markReadUpTo':
+      return SPAN.markRead;
+    case 'markUnread':
+      return SPAN.markUnread;
+    default: {
+      const unreachable: never = command;
+      throw new Error(`unknown command ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+/**
+ * Runs `write` (the append of one command) in a producer span and hands it the span's W3C
+ * context to put in the records' headers, so the projection continues this trace. Records the
+ * command type, uid count and log positions; never the body.
+ */
+export async function traceCommand(
+  command: CommandRecord,
+  topic: string,
+  write: (headers: Record<string, string> | undefined) => Promise<LogPosition[]>,
+): Promise<LogPosition[]> {
+  const attributes: Attributes = {
+    [ATTR.commandType]: command.type,
+    [ATTR.uidCount]: command.type === 'publish' ? command.to.length : 1,
+    [ATTR.destination]: topic,
+    [ATTR.operation]: 'send',
+    ...(command.type === 'publish' ? { [ATTR.eventId]: command.id } : {}),
+  };
+  return tracer().startActiveSpan(
+    commandSpanName(command),
+    { kind: SpanKind.PRODUCER, attributes },
+    async (span) => {
+      try {
+        const positions = await write(traceHeaders());
+        span.setAttribute(ATTR.messageCount, positions.length);
+        span.setAttribute(
+          ATTR.positions,
+          positions.map((p) => `${p.partition}:${p.offset}`),
+        );
+        if (positions.length === 1) {
+          span.setAttribute(ATTR.partition, String(positions[0]!.partition));
+          span.setAttribute(ATTR.offset, positions[0]!.offset);
+        }
+        return positions;
+      } catch (err) {
+        fail(span, err);
+        throw err;
+      } finally {
+        span.end();
+      }
+    },
+  );
+}
+
+/** Command type and number of recipients of a record, read only for a recorded span. */
+function describeRecord(record: LogRecord): Attributes {
+  if (!record.value) return {};
+  try {
+    const parsed = JSON.parse(record.value.toString('utf8')) as { type?: unknown; to?: unknown };
+    return {
+      ...(typeof parsed.type === 'string' ? { [ATTR.commandType]: parsed.type } : {}),
+      [ATTR.uidCount]: Array.isArray(parsed.to) ? parsed.to.length : 1,
+    };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The commands log as the projector reads it, with tracing: each batch runs in a
+ * `minipush.project.batch` span (its SQL is traced beneath it; it links to the records' traces)
+ * and each record gets a `minipush.project` span whose parent is the context in its headers
+ * (the publish), or the batch span for a record that came with none. The projector then sees
+ * each record with that span's context in its `traceparent` header, so the head change it
+ * produces — and the hub's nudge — continue the record's trace. Everything else passes through.
+ */
+export class TracedCommandLog implements CommandLog {
+  constructor(
+    private readonly inner: CommandLog,
+    private readonly system: 'kafka' | 'minipush.embedded',
+  ) {}
+
+  get topic(): string {
+    return this.inner.topic;
+  }
+
+  partitionCount(): Promise<number> {
+    return this.inner.partitionCount();
+  }
+
+  append(records: readonly AppendRecord[]): Promise<LogPosition[]> {
+    return this.inner.append(records);
+  }
+
+  deadLetter(letters: readonly DeadLetter[]): Promise<void> {
+    return this.inner.deadLetter(letters);
+  }
+
+  startOffsets(): Promise<number[]> {
+    return this.inner.startOffsets();
+  }
+
+  endOffsets(): Promise<number[]> {
+    return this.inner.endOffsets();
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  consume(options: ConsumeOptions): LogConsumer {
+    return this.inner.consume({
+      ...options,
+      onBatch: (batch, control) =>
+        this.traceBatch(batch.partition, batch.records, options, control),
+    });
+  }
+
+  private async traceBatch(
+    partition: number,
+    records: readonly LogRecord[],
+    options: ConsumeOptions,
+    control: Parameters<ConsumeOptions['onBatch']>[1],
+  ): Promise<void> {
+    const common: Attributes = {
+      [ATTR.messagingSystem]: this.system,
+      [ATTR.destination]: this.inner.topic,
+      [ATTR.partition]: String(partition),
+      [ATTR.operation]: 'process',
+      [ATTR.batchSize]: records.length,
+    };
+    const parents = records.map((record) => contextFromHeaders(record.headers));
+    const links: Link[] = [];
+    for (const parent of parents) {
+      const spanContext = parent && trace.getSpanContext(parent);
+      if (spanContext && links.length < MAX_LINKS) links.push({ context: spanContext });
+    }
+    const t = tracer();
+    const batchSpan = t.startSpan(SPAN.projectBatch, {
+      kind: SpanKind.CONSUMER,
+      links,
+      attributes: {
+        ...common,
+        [ATTR.messageCount]: records.length,
+        [ATTR.firstOffset]: records[0]?.offset ?? -1,
+        [ATTR.lastOffset]: records[records.length - 1]?.offset ?? -1,
+      },
+    });
+    const batchContext = trace.setSpan(context.active(), batchSpan);
+    const spans: Span[] = [];
+    const traced = records.map((record, i) => {
+      const parent: Context = parents[i] ?? batchContext;
+      const span = t.startSpan(
+        SPAN.project,
+        {
+          kind: SpanKind.CONSUMER,
+          links: parents[i] ? [{ context: batchSpan.spanContext() }] : [],
+          attributes: { ...common, [ATTR.offset]: record.offset },
+        },
+        parent,
+      );
+      if (span.isRecording()) span.setAttributes(describeRecord(record));
+      spans.push(span);
+      const headers = traceHeaders(trace.setSpan(parent, span));
+      return headers ? { ...record, headers: { ...record.headers, ...headers } } : record;
+    });
+    try {
+      await context.with(batchContext, () =>
+        options.onBatch({ partition, records: traced }, control),
+      );
+    } catch (err) {
+      for (const span of [...spans, batchSpan]) fail(span, err);
+      throw err;
+    } finally {
+      for (const span of spans) span.end();
+      batchSpan.end();
+    }
+  }
+}
+
+/**
+ * The head-change feed with tracing: each change a projector publishes is sent in a
+ * `minipush.notify` span, child of the context it carries (the record's `minipush.project`
+ * span), and goes out carrying the notify span's context for the hubs' `minipush.nudge`.
+ */
+export class TracedChangeFeed implements ChangeFeed {
+  constructor(
+    private readonly inner: ChangeFeed,
+    private readonly destination: string,
+  ) {}
+
+  async publish(changes: readonly HeadChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    const t = tracer();
+    const spans: Span[] = [];
+    const traced = changes.map((change) => {
+      const parent =
+        (change.traceparent ? contextFromHeaders({ traceparent: change.traceparent }) : null) ??
+        context.active();
+      const span = t.startSpan(
+        SPAN.notify,
+        {
+          kind: SpanKind.PRODUCER,
+          attributes: {
+            [ATTR.destination]: this.destination,
+            [ATTR.operation]: 'send',
+            [ATTR.uid]: change.uid,
+            [ATTR.uidCount]: 1,
+            [ATTR.headSeq]: change.headSeq,
+          },
+        },
+        parent,
+      );
+      spans.push(span);
+      const traceparent = traceHeaders(trace.setSpan(parent, span))?.traceparent;
+      return traceparent ? { ...change, traceparent } : change;
+    });
+    try {
+      await this.inner.publish(traced);
+    } catch (err) {
+      for (const span of spans) fail(span, err);
+      throw err;
+    } finally {
+      for (const span of spans) span.end();
+    }
+  }
+
+  subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription> {
+    return this.inner.subscribe(onChanges);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/**
+ * Runs a hub's handling of one head change for a user with live sessions on this hub in a
+ * `minipush.nudge` span, child of the notification's context. `nudge` returns true when the
+ * sessions were told at once, false when the change was merged into the next window's nudge.
+ * A change that carries no trace context is handled untraced.
+ */
+export function traceNudge(change: HeadChange, sessions: number, nudge: () => boolean): void {
+  const parent = change.traceparent
+    ? contextFromHeaders({ traceparent: change.traceparent })
+    : null;
+  if (!parent) {
+    nudge();
+    return;
+  }
+  const span = tracer().startSpan(
+    SPAN.nudge,
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        [ATTR.operation]: 'process',
+        [ATTR.uid]: change.uid,
+        [ATTR.headSeq]: change.headSeq,
+        [ATTR.sessions]: sessions,
+      },
+    },
+    parent,
+  );
+  try {
+    const sent = context.with(trace.setSpan(parent, span), nudge);
+    span.setAttribute(ATTR.coalesced, !sent);
+  } catch (err) {
+    fail(span, err);
+    throw err;
+  } finally {
+    span.end();
+  }
+}

@@ -1,0 +1,40 @@
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { MiniPushError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import type { HttpApp } from './app.js';
+import { healthRoutes, type Readiness } from './routes/health.js';
+
+export interface OperationsAppOptions {
+  readonly logger: Logger;
+  readonly readiness: () => Promise<Readiness>;
+  /** Registered last, like the full app's (metrics). */
+  readonly plugins?: ReadonlyArray<(app: HttpApp) => Promise<void>>;
+}
+
+/**
+ * What a process without the api and hub roles (a projector or cleaner) serves on its HTTP
+ * port: `/healthz`, `/readyz` and `/metrics`, so orchestrators and Prometheus reach it too.
+ */
+export async function buildOperationsApp(options: OperationsAppOptions): Promise<HttpApp> {
+  const httpLogger: FastifyBaseLogger = options.logger.child({ component: 'http' });
+  const app = Fastify({
+    loggerInstance: httpLogger,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .code(404)
+      .send(
+        new MiniPushError(
+          'MINIPUSH_NOT_FOUND',
+          `no route ${request.method} ${request.url.split('?')[0]}: this process has neither the api nor the hub role`,
+        ).toJSON(),
+      );
+  });
+  await app.register(healthRoutes, { readiness: options.readiness });
+  for (const plugin of options.plugins ?? []) await plugin(app);
+  return app;
+}
