@@ -215,7 +215,15 @@ mariadb_down() {
 
 # grpcurl, for the tests that call the gRPC API through server reflection like an operator would.
 GRPCURL_VERSION=v1.9.3
+SCHEMATHESIS_VERSION=4.32.5
 tools_up() {
+  # schemathesis, from PyPI into a virtualenv of our own, fuzzes the REST API from its OpenAPI.
+  if [ ! -x "$CACHE/venv/bin/st" ]; then
+    command -v python3 >/dev/null || die "Python 3 is needed for schemathesis"
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI (first run only)"
+    python3 -m venv "$CACHE/venv" >&2 || die "python3 -m venv failed"
+    "$CACHE/venv/bin/pip" install -q "schemathesis==$SCHEMATHESIS_VERSION" >&2 || die "pip install schemathesis failed"
+  fi
   local bin=$CACHE/bin
   [ -x "$bin/grpcurl" ] && return 0
   command -v go >/dev/null || die "Go is needed to build grpcurl (go install from the Go module proxy)"
@@ -245,6 +253,7 @@ print_env() {
   echo "MINIPUSH_KAFKA_BROKERS=${MINIPUSH_TEST_KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}"
   echo "MINIPUSH_MYSQL_URL=${MINIPUSH_TEST_MYSQL_URL:-mysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MARIADB_PORT/minipush}"
   echo "MINIPUSH_TEST_GRPCURL=$CACHE/bin/grpcurl"
+  echo "MINIPUSH_TEST_SCHEMATHESIS=$CACHE/venv/bin/st"
 }
 
 status() {

@@ -12,6 +12,7 @@ declare module 'vitest' {
     kafkaBrokers: string;
     mysqlUrl: string;
     grpcurl: string;
+    schemathesis: string;
   }
 }
 
@@ -52,6 +53,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('kafkaBrokers', env.MINIPUSH_KAFKA_BROKERS ?? '');
   project.provide('mysqlUrl', env.MINIPUSH_MYSQL_URL ?? '');
   project.provide('grpcurl', env.MINIPUSH_TEST_GRPCURL ?? '');
+  project.provide('schemathesis', env.MINIPUSH_TEST_SCHEMATHESIS ?? '');
   return async () => {
     if (!wasUp) {
       await run(script, ['down']);

@@ -59,6 +59,11 @@ function codeForField(part: string | undefined, field: string): ErrorCode {
   return 'MINIPUSH_BAD_REQUEST';
 }
 
+/** Patterns in route schemas, said in words. */
+const PATTERN_MEANINGS: Record<string, string> = {
+  '^[\\x21-\\x7e]+$': 'may hold only printable ASCII characters without spaces',
+};
+
 function fromValidation(error: FastifyError): MiniPushError {
   const first = error.validation?.[0];
   const part = error.validationContext;
@@ -76,7 +81,10 @@ function fromValidation(error: FastifyError): MiniPushError {
   let message: string;
   if (missing) message = `${where} is required`;
   else if (extra) message = `${part ?? 'request'} has an unknown field "${extra}"`;
-  else message = `${where} ${first?.message ?? 'is invalid'}`;
+  else if (first?.keyword === 'pattern') {
+    const pattern = String((first.params as { pattern?: string }).pattern);
+    message = `${where} ${PATTERN_MEANINGS[pattern] ?? `must match ${pattern}`}`;
+  } else message = `${where} ${first?.message ?? 'is invalid'}`;
   let code = extra ? 'MINIPUSH_BAD_REQUEST' : codeForField(part, field);
   if (code === 'MINIPUSH_LIMIT_TOO_LARGE' && first?.keyword !== 'maximum')
     code = 'MINIPUSH_BAD_REQUEST';

@@ -27,9 +27,7 @@ export const Seq = Type.Integer({
 });
 export const SeqOrZero = Type.Integer({ minimum: 0, maximum: MAX_SEQ });
 
-export const UidParams = Type.Object({
-  uid: Type.String({ pattern: '^[0-9]{1,10}$', description: 'User id (unsigned 32-bit, decimal)' }),
-});
+export const UidParams = Type.Object({ uid: Uid });
 
 export const FeedEvent = Type.Object(
   {

@@ -28,7 +28,9 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRoutesOptions> = asyn
               Type.String({
                 minLength: 1,
                 maxLength: 128,
-                description: 'Idempotency key; generated when absent',
+                pattern: '^[\\x21-\\x7e]+$',
+                description:
+                  'Idempotency key: printable ASCII without spaces; generated when absent',
               }),
             ),
             to: Type.Array(Uid, { minItems: 1, description: 'Recipients (duplicates removed)' }),

@@ -1,7 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { MiniPushError } from '../../../errors.js';
-import { parseUid } from '../../../domain/uid.js';
 import type { MiniPushService } from '../../../service.js';
 import { Accepted, Seq, SeqOrZero, UidParams, errorResponses } from '../schemas.js';
 import { traceHeaders } from '../../../telemetry/trace-context.js';
@@ -11,11 +10,9 @@ export interface UsersRoutesOptions {
   readonly maxLimit: number;
 }
 
-function uidOf(params: { uid: string }): number {
-  const uid = parseUid(params.uid);
-  if (uid === null)
-    throw new MiniPushError('MINIPUSH_INVALID_UID', 'uid must be an unsigned 32-bit integer');
-  return uid;
+/** The path uid; the schema already made it an unsigned 32-bit integer. */
+function uidOf(params: { uid: number }): number {
+  return params.uid;
 }
 
 /** A user's feed: diff, range fetch, stats, read states, and read marks. */

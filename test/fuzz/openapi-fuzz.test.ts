@@ -1,0 +1,70 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
+
+const run = promisify(execFile);
+
+/**
+ * Schemathesis (from PyPI, installed by the harness) generates requests from the OpenAPI
+ * document, valid and invalid, and checks every answer: no 5xx, only documented status codes and
+ * content types, bodies that match their schemas, and schema-invalid requests refused with 4xx.
+ */
+describe('REST API fuzzed from its OpenAPI document (schemathesis)', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startStack('embedded', { maxLimit: 200 }, ['api', 'hub', 'projector']);
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  const CHECKS = [
+    'not_a_server_error',
+    'status_code_conformance',
+    'content_type_conformance',
+    'response_schema_conformance',
+    'negative_data_rejection',
+  ].join(',');
+
+  it.each([
+    ['an API key', async () => API_KEY],
+    ['a user token', async () => signUserToken(0)],
+  ])(
+    'should find no 5xx and no answer off its schema with %s',
+    async (_name, token) => {
+      const st = inject('schemathesis');
+      const result = await run(
+        st,
+        [
+          'run',
+          `${stack.url}/v1/openapi.json`,
+          '--header',
+          `Authorization: Bearer ${await token()}`,
+          '--checks',
+          CHECKS,
+          '--max-examples',
+          '25',
+          '--max-time',
+          '30',
+          '--workers',
+          '2',
+          '--seed',
+          '20261125',
+          '--no-color',
+        ],
+        { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SCHEMATHESIS_HOOKS: '' } },
+      ).then(
+        ({ stdout }) => ({ code: 0, stdout }),
+        (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
+      );
+      const summary = result.stdout.split('SUMMARY').at(-1) ?? result.stdout;
+      expect(result.code, result.stdout.slice(-6000)).toBe(0);
+      expect(summary).toMatch(/Tested: 1\d/);
+    },
+    120_000,
+  );
+});
