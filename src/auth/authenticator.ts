@@ -8,6 +8,7 @@ import {
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
 } from 'jose';
+import type { Config } from '../config.js';
 import { parseUid } from '../domain/uid.js';
 import { MiniPushError } from '../errors.js';
 
@@ -15,15 +16,12 @@ import { MiniPushError } from '../errors.js';
 export type Principal =
   { readonly kind: 'service' } | { readonly kind: 'user'; readonly uid: number };
 
-export interface AuthSettings {
-  readonly apiKeys: readonly string[];
-  /** HS256 secret, PEM public key, or JWKS URL; at most one is set. */
-  readonly jwtSecret: string;
-  readonly jwtPublicKey: string;
-  readonly jwtJwksUrl: string;
-  readonly jwtIssuer: string;
-  readonly jwtAudience: string;
-}
+/** The settings authentication works with; each is documented on {@link Config}. At most one
+ * of the secret, the public key and the JWKS URL is set. */
+export type AuthSettings = Pick<
+  Config,
+  'apiKeys' | 'jwtSecret' | 'jwtPublicKey' | 'jwtJwksUrl' | 'jwtIssuer' | 'jwtAudience'
+>;
 
 const ASYMMETRIC = [
   'RS256',

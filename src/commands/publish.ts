@@ -1,13 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import {
-  validateBody,
-  validateEventId,
-  validateRecipients,
-  validateUid,
-  InvalidCommand,
-  type CommandLimits,
-  type PublishCommand,
-} from './command-record.js';
+import { validateCommand, type CommandLimits, type PublishCommand } from './command-record.js';
 
 /** What a business server (or an end-to-end sender) asks to publish. */
 export interface PublishInput {
@@ -18,42 +10,28 @@ export interface PublishInput {
   readonly from?: unknown;
 }
 
+const absent = (value: unknown) => value === undefined || value === null;
+
 /**
  * Validates a publish and decides its record: a generated id when the caller gave none, unique
  * recipients, and a creation time fixed now so every partition's copy carries the same one.
+ * The checks are the log's own (validateCommand), so what the API accepts the projector applies.
  */
 export function decidePublish(
   input: PublishInput,
   limits: CommandLimits,
   now: number,
 ): PublishCommand {
-  const id =
-    input.id === undefined || input.id === null ? randomUUID() : validateEventId(input.id, limits);
-  const to = validateRecipients(input.to, limits);
-  validateBody(input.body, limits);
-  let createTime = now;
-  if (input.createTime !== undefined && input.createTime !== null) {
-    if (
-      typeof input.createTime !== 'number' ||
-      !Number.isSafeInteger(input.createTime) ||
-      input.createTime < 0
-    ) {
-      throw new InvalidCommand(
-        'createTime',
-        'createTime must be milliseconds since the epoch (a non-negative integer)',
-      );
-    }
-    createTime = input.createTime;
-  }
-  const from =
-    input.from === undefined || input.from === null ? undefined : validateUid(input.from, 'from');
-  return {
-    v: 1,
-    type: 'publish',
-    id,
-    to,
-    body: input.body,
-    createTime,
-    ...(from === undefined ? {} : { from }),
-  };
+  return validateCommand(
+    {
+      v: 1,
+      type: 'publish',
+      id: absent(input.id) ? randomUUID() : input.id,
+      to: input.to,
+      body: input.body,
+      createTime: absent(input.createTime) ? now : input.createTime,
+      ...(absent(input.from) ? {} : { from: input.from }),
+    },
+    limits,
+  ) as PublishCommand;
 }

@@ -3,6 +3,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
+import type { Config } from '../config.js';
 import { MiniPushError, asClientError, type ErrorCode } from '../errors.js';
 import type { ChangeFeed, HeadChange, Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
@@ -20,24 +21,26 @@ import {
   type ReqId,
 } from './ws-protocol.js';
 
-export interface HubSettings {
-  readonly sessionQuota: number;
-  readonly maxSessionsPerHub: number;
-  readonly maxConnectionsPerIp: number;
-  readonly nudgeWindowMs: number;
-  readonly pingIntervalMs: number;
-  readonly pongTimeoutMs: number;
-  readonly wsMaxMessageBytes: number;
-  readonly wsMaxBufferedBytes: number;
-  readonly wsAllowedOrigins: readonly string[];
-  readonly hubHeartbeatMs: number;
-  readonly hubTimeoutMs: number;
-  readonly e2eEnabled: boolean;
-  readonly e2eMaxBodyBytes: number;
-  readonly e2eRatePerMinute: number;
-  readonly defaultLimit: number;
-  readonly maxLimit: number;
-}
+/** The settings a hub works with; each is documented on {@link Config}. */
+export type HubSettings = Pick<
+  Config,
+  | 'sessionQuota'
+  | 'maxSessionsPerHub'
+  | 'maxConnectionsPerIp'
+  | 'nudgeWindowMs'
+  | 'pingIntervalMs'
+  | 'pongTimeoutMs'
+  | 'wsMaxMessageBytes'
+  | 'wsMaxBufferedBytes'
+  | 'wsAllowedOrigins'
+  | 'hubHeartbeatMs'
+  | 'hubTimeoutMs'
+  | 'e2eEnabled'
+  | 'e2eMaxBodyBytes'
+  | 'e2eRatePerMinute'
+  | 'defaultLimit'
+  | 'maxLimit'
+>;
 
 /** Seen by metrics: what the hub does. */
 export interface HubObserver {

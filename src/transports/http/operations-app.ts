@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { MiniPushError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -20,7 +20,7 @@ export async function buildOperationsApp(options: OperationsAppOptions): Promise
   const httpLogger: FastifyBaseLogger = options.logger.child({ component: 'http' });
   const app = Fastify({
     loggerInstance: httpLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
