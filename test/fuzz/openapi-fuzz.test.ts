@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -13,13 +16,17 @@ const run = promisify(execFile);
  */
 describe('REST API fuzzed from its OpenAPI document (schemathesis)', () => {
   let stack: Stack;
+  // Schemathesis and Hypothesis keep caches in their working folder: keep them out of the clone.
+  let workDir: string;
 
   beforeAll(async () => {
+    workDir = await mkdtemp(join(tmpdir(), 'minipush-fuzz-'));
     stack = await startStack('embedded', { maxLimit: 200 }, ['api', 'hub', 'projector']);
   });
 
   afterAll(async () => {
     await stack?.close();
+    await rm(workDir, { recursive: true, force: true });
   });
 
   const CHECKS = [
@@ -56,7 +63,11 @@ describe('REST API fuzzed from its OpenAPI document (schemathesis)', () => {
           '20261125',
           '--no-color',
         ],
-        { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SCHEMATHESIS_HOOKS: '' } },
+        {
+          cwd: workDir,
+          maxBuffer: 64 * 1024 * 1024,
+          env: { ...process.env, SCHEMATHESIS_HOOKS: '' },
+        },
       ).then(
         ({ stdout }) => ({ code: 0, stdout }),
         (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
