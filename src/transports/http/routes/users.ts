@@ -95,13 +95,19 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         summary: 'Which stored seqs are read',
         description:
-          "format=roaring (default): a base64 portable roaring bitmap of read seqs in [floorSeq, upTo]. format=blocks: the seed's block format for old clients.",
+          "format=roaring (default): a base64 portable roaring bitmap of read seqs in [floorSeq, upTo]. format=blocks: the seed's block format for old clients. format=compact: base64 of the smallest of a bitset, roaring, or a list of the unread or read seqs (docs/api.md).",
         tags: ['queries'],
         params: UidParams,
         querystring: Type.Object(
           {
             upTo: Type.Optional(SeqOrZero),
-            format: Type.Optional(Type.Union([Type.Literal('roaring'), Type.Literal('blocks')])),
+            format: Type.Optional(
+              Type.Union([
+                Type.Literal('roaring'),
+                Type.Literal('blocks'),
+                Type.Literal('compact'),
+              ]),
+            ),
           },
           { additionalProperties: false },
         ),
