@@ -11,10 +11,22 @@ import { killAllChildren } from './lib/child.js';
 import { killAllServers } from './lib/deployment.js';
 import { RESULTS_DIR, machine, table, writeResult, type BenchResult } from './lib/result.js';
 import { acquireServices, type Services } from './lib/services.js';
+import { diff } from './diff.js';
 import { ingest } from './ingest.js';
+import { fanout, nudge } from './nudge.js';
 import { readState } from './read-state.js';
+import { rebuild } from './rebuild.js';
+import { sessions } from './sessions.js';
 
-const BENCHMARKS: readonly Benchmark[] = [ingest, readState];
+const BENCHMARKS: readonly Benchmark[] = [
+  ingest,
+  nudge,
+  diff,
+  sessions,
+  fanout,
+  readState,
+  rebuild,
+];
 
 function usage(): string {
   return [
