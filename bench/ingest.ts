@@ -180,7 +180,8 @@ export const ingest: Benchmark = {
     ];
     const rows: Row[] = [];
     const runs: RunOutcome[] = [];
-    for (const spec of specs) {
+    const label = (spec: RunSpec) => `${spec.backend.split('+')[0]}/${spec.recipients}`;
+    for (const spec of specs.filter((s) => ctx.only === null || label(s).includes(ctx.only))) {
       const outcome = await runOnce(ctx, spec);
       runs.push(outcome);
       const measured = spec.seconds - spec.warmupSeconds;
@@ -193,11 +194,11 @@ export const ingest: Benchmark = {
       });
     }
     rows.push({
-      metric: 'drain after load stops (kafka, 1 recipient)',
-      value: runs[0]!.drainSeconds,
+      metric: 'longest drain after the load stops',
+      value: Math.max(...runs.map((r) => r.drainSeconds)),
       unit: 's',
       ...info(),
-      conditions: 'backlog is bounded near 2 s of throughput',
+      conditions: 'the backlog is kept near 2 s of throughput',
     });
     return { rows, details: { runs } };
   },

@@ -35,6 +35,7 @@ function usage(): string {
     ...BENCHMARKS.map((b) => `  ${b.name.padEnd(12)} ${b.description}`),
     '',
     '  --quick      shorter windows: a smoke run, not the figures of record',
+    '  --only=TEXT  run only the variants whose label contains TEXT (ingest: kafka/1, embedded/100…)',
   ].join('\n');
 }
 
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = args.includes('--quick');
+  const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null;
   const names = args.filter((a) => !a.startsWith('--'));
   const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
   if (unknown.length > 0) {
@@ -61,6 +63,7 @@ async function main(): Promise<number> {
   };
   const ctx: BenchContext = {
     quick,
+    only,
     log,
     services: () => (held.services ??= acquireServices()),
   };

@@ -7,6 +7,8 @@ export interface BenchContext {
   services(): Promise<Services>;
   /** Shorter windows (`--quick`): a smoke run, not the figures of record. */
   readonly quick: boolean;
+  /** `--only=<text>`: run only the variants whose label contains it (e.g. `embedded/1`). */
+  readonly only: string | null;
   log(message: string): void;
 }
 
