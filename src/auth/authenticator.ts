@@ -38,6 +38,10 @@ const ASYMMETRIC = [
   'EdDSA',
 ];
 
+/** Verified user tokens kept, and for how long at most (ms). */
+const VERIFIED_CACHE_SIZE = 100_000;
+const VERIFIED_TTL_MS = 60_000;
+
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -53,6 +57,12 @@ function unauthenticated(message: string): MiniPushError {
  */
 export class Authenticator {
   private readonly keyDigests: Buffer[];
+  /**
+   * User tokens already verified, by their exact text (signature included, so nothing can be
+   * forged into a hit), until they expire or a minute passes. Clients send the same token with
+   * every request; verifying its signature each time cost more than the query it guards.
+   */
+  private readonly verified = new Map<string, { readonly uid: number; readonly until: number }>();
   private key: Uint8Array | CryptoKey | JWTVerifyGetKey | null = null;
   private verifyOptions: JWTVerifyOptions;
   private readonly ready: Promise<void>;
@@ -106,6 +116,11 @@ export class Authenticator {
     if (token.split('.').length !== 3) {
       throw unauthenticated('invalid credentials: not a known API key or a JWT');
     }
+    const cached = this.verified.get(token);
+    if (cached) {
+      if (Date.now() < cached.until) return { kind: 'user', uid: cached.uid };
+      this.verified.delete(token);
+    }
     await this.ready;
     const key = this.key;
     if (key === null) {
@@ -120,6 +135,7 @@ export class Authenticator {
       if (uid === null) {
         throw unauthenticated('invalid token: sub must be a uid (an unsigned 32-bit integer)');
       }
+      this.remember(token, uid, payload.exp);
       return { kind: 'user', uid };
     } catch (err) {
       if (err instanceof MiniPushError) throw err;
@@ -138,6 +154,16 @@ export class Authenticator {
       }
       throw unauthenticated('invalid token: signature or format does not verify');
     }
+  }
+
+  private remember(token: string, uid: number, exp: number | undefined): void {
+    if (exp === undefined) return;
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) {
+      // Oldest first: a Map iterates in insertion order.
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(token, { uid, until: Math.min(exp * 1000, Date.now() + VERIFIED_TTL_MS) });
   }
 
   private isApiKey(token: string): boolean {
