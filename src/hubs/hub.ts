@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import type { MiniPushService } from '../service.js';
 import type { HttpApp } from '../transports/http/app.js';
 import { traceNudge } from '../telemetry/spans.js';
+import { feedPageJson, type FeedPage } from '../queries/feed-event.js';
 import type { SessionBus } from './session-bus.js';
 import { SessionQuota, type SessionRecord } from './session-quota.js';
 import {
@@ -96,6 +97,11 @@ interface UserNudges {
 }
 
 const MAX_IN_FLIGHT = 32;
+
+/** A feed page answer, serialised with its stored bodies spliced in (see feedPageJson). */
+class PageAnswer {
+  constructor(readonly page: FeedPage) {}
+}
 
 function newer(a: HeadState, than: HeadState | null): boolean {
   if (!than) return true;
@@ -470,7 +476,7 @@ export class Hub {
   }
 
   /** Sends if the client keeps up; closes it when its unsent buffer passes the limit. */
-  private send(session: Session, message: object): void {
+  private send(session: Session, message: object | string): void {
     const { socket } = session;
     if (session.closed || session.dropping || socket.readyState !== socket.OPEN) return;
     if (socket.bufferedAmount > this.options.settings.wsMaxBufferedBytes) {
@@ -484,7 +490,7 @@ export class Hub {
       session.dropping = true;
       return;
     }
-    socket.send(JSON.stringify(message));
+    socket.send(typeof message === 'string' ? message : JSON.stringify(message));
   }
 
   // ----------------------------------------------------------------- nudges
@@ -593,7 +599,16 @@ export class Hub {
     let outcome = 'ok';
     this.handle(session, request)
       .then(
-        (payload) => this.send(session, { type: request.type, reqId: request.reqId, ...payload }),
+        (payload) =>
+          this.send(
+            session,
+            payload instanceof PageAnswer
+              ? feedPageJson(
+                  payload.page,
+                  `"type":${JSON.stringify(request.type)},"reqId":${JSON.stringify(request.reqId)},`,
+                )
+              : { type: request.type, reqId: request.reqId, ...payload },
+          ),
         (err: unknown) => {
           outcome = this.replyError(session, request.reqId, err);
         },
@@ -619,9 +634,11 @@ export class Hub {
     const uid = session.uid;
     switch (request.type) {
       case 'diff':
-        return service.diff(who, uid, f.after ?? 0, f.limit);
+        return new PageAnswer(await service.diff(who, uid, f.after ?? 0, f.limit));
       case 'fetch':
-        return service.fetch(who, uid, { from: f.from, to: f.to, order: f.order, limit: f.limit });
+        return new PageAnswer(
+          await service.fetch(who, uid, { from: f.from, to: f.to, order: f.order, limit: f.limit }),
+        );
       case 'stats':
         return service.stats(who, uid);
       case 'readStates':

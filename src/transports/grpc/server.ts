@@ -87,7 +87,7 @@ function feedPage(page: FeedPage) {
     events: page.events.map((e) => ({
       seq: e.seq,
       createTime: e.createTime,
-      bodyJson: JSON.stringify(e.body),
+      bodyJson: e.bodyJson,
       read: e.read,
     })),
   };
