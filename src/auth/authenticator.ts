@@ -82,7 +82,14 @@ export class Authenticator {
 
   private async loadKey(settings: AuthSettings): Promise<void> {
     if (settings.jwtSecret !== '') {
-      this.key = new TextEncoder().encode(settings.jwtSecret);
+      // Imported once: given the raw bytes, jose imports a key for every token it verifies.
+      this.key = await crypto.subtle.importKey(
+        'raw',
+        new TextEncoder().encode(settings.jwtSecret),
+        { name: 'HMAC', hash: 'SHA-256' },
+        false,
+        ['verify'],
+      );
     } else if (settings.jwtPublicKey !== '') {
       const pem = settings.jwtPublicKey.replace(/\\n/g, '\n');
       const alg = await detectAlgorithm(pem);
@@ -111,7 +118,11 @@ export class Authenticator {
     return this.authenticateToken(match[1]!);
   }
 
-  async authenticateToken(token: string): Promise<Principal> {
+  /**
+   * `remember: false` for a token used once, such as a WebSocket's: keeping it would only cost
+   * memory for every open session.
+   */
+  async authenticateToken(token: string, options: { remember?: boolean } = {}): Promise<Principal> {
     if (this.isApiKey(token)) return { kind: 'service' };
     if (token.split('.').length !== 3) {
       throw unauthenticated('invalid credentials: not a known API key or a JWT');
@@ -135,7 +146,7 @@ export class Authenticator {
       if (uid === null) {
         throw unauthenticated('invalid token: sub must be a uid (an unsigned 32-bit integer)');
       }
-      this.remember(token, uid, payload.exp);
+      if (options.remember !== false) this.remember(token, uid, payload.exp);
       return { kind: 'user', uid };
     } catch (err) {
       if (err instanceof MiniPushError) throw err;
