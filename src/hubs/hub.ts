@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import websocket from '@fastify/websocket';
+import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
@@ -218,14 +219,8 @@ export class Hub {
       preClose: (done: () => void) => {
         this.closeAll().then(done, done);
       },
-      errorHandler: (error: Error & { code?: string }, socket: WebSocket) => {
-        // Protocol faults (oversize or malformed frames) are the client's; ws already sent the
-        // close code, so they are not errors of ours.
-        if (error.code?.startsWith('WS_ERR_'))
-          this.log.debug({ err: error }, 'client protocol error');
-        else this.log.warn({ err: error }, 'WebSocket error');
-        socket.terminate();
-      },
+      errorHandler: (error: Error & { code?: string }, socket: WebSocket) =>
+        this.onSocketError(error, socket),
     });
     app.get(
       '/v1/ws',
@@ -315,6 +310,30 @@ export class Hub {
     });
   }
 
+  private onSocketError(error: Error & { code?: string }, socket: WebSocket): void {
+    // Protocol faults (oversize or malformed frames) are the client's; ws already sent the
+    // close code, so they are not errors of ours.
+    if (error.code?.startsWith('WS_ERR_')) this.log.debug({ err: error }, 'client protocol error');
+    else this.log.warn({ err: error }, 'WebSocket error');
+    socket.terminate();
+  }
+
+  /**
+   * Lets go of the upgrade's HTTP objects. @fastify/websocket's error listener holds the Fastify
+   * request and reply (and their logger), and the TCP socket holds the HTTP response and through
+   * it the request with its headers: about 8 KiB per session, kept for nothing while it lives.
+   */
+  private release(socket: WebSocket, request: FastifyRequest): void {
+    for (const listener of socket.listeners('error')) {
+      socket.off('error', listener as (...args: unknown[]) => void);
+    }
+    socket.on('error', (error: Error & { code?: string }) => this.onSocketError(error, socket));
+    const tcp = request.raw.socket as typeof request.raw.socket & {
+      _httpMessage?: ServerResponse | null;
+    };
+    tcp._httpMessage?.detachSocket(tcp);
+  }
+
   private accept(socket: WebSocket, request: FastifyRequest): void {
     // The reservation holds until the session is counted in `sessions` (after authentication).
     const settle = this.settleReservation.get(request.raw) ?? (() => undefined);
@@ -323,7 +342,8 @@ export class Hub {
     const token =
       (typeof query.token === 'string' && query.token !== '' ? query.token : null) ??
       tokenFromSubprotocols(request.headers['sec-websocket-protocol']);
-    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    const ip = request.ip;
+    this.release(socket, request);
     if (token === null) {
       this.refuse(
         socket,
@@ -333,7 +353,7 @@ export class Hub {
       );
       return;
     }
-    this.options.authenticator.authenticateToken(token).then(
+    this.options.authenticator.authenticateToken(token, { remember: false }).then(
       (principal) => {
         if (principal.kind !== 'user') {
           this.refuse(
@@ -345,7 +365,7 @@ export class Hub {
           return;
         }
         if (socket.readyState !== socket.OPEN) return;
-        this.open(socket, principal, request.ip);
+        this.open(socket, principal, ip);
         settle();
       },
       (err: unknown) => {
