@@ -115,6 +115,18 @@ export const nudge: Benchmark = {
       );
       const cpu = window.stop();
       const sentNudges = await scrapeMetric(stack.hub.url!, 'minipush_nudges_sent_total');
+      // Where the time goes, from the processes' own histograms (means over the run).
+      const mean = async (url: string, name: string) =>
+        (await scrapeMetric(url, `${name}_sum`)) /
+        Math.max(1, await scrapeMetric(url, `${name}_count`));
+      const breakdown = {
+        projectorBatchMs:
+          1000 * (await mean(stack.projector.url!, 'minipush_projector_batch_duration_seconds')),
+        projectorBatchRecords: await mean(stack.projector.url!, 'minipush_projector_batch_records'),
+        logTimeToNudgeSentMs:
+          1000 * (await mean(stack.hub.url!, 'minipush_publish_to_nudge_seconds')),
+      };
+      ctx.log(`nudge breakdown: ${JSON.stringify(breakdown)}`);
       const conditions = `kafka+mariadb, projector and hub processes, ${stack.opened.toLocaleString('en-US')} sessions (1 per user), ${rate} events/s by Kafka producer for ${seconds} s`;
       const rows: Row[] = [
         {
@@ -146,7 +158,7 @@ export const nudge: Benchmark = {
           conditions: `${result.received} of ${result.sent}`,
         },
       ];
-      return { rows, details: { result, cpu, hubNudgesSent: sentNudges } };
+      return { rows, details: { result, cpu, hubNudgesSent: sentNudges, breakdown } };
     } finally {
       await stack.close();
     }
