@@ -104,6 +104,21 @@ class PageAnswer {
   constructor(readonly page: FeedPage) {}
 }
 
+/** A head message serialised for one user's sessions, and the state it says. */
+interface HeadMessage {
+  state: HeadState | null;
+  bytes: Buffer | null;
+}
+
+function sameHead(a: HeadState, b: HeadState): boolean {
+  return (
+    a.headSeq === b.headSeq &&
+    a.floorSeq === b.floorSeq &&
+    a.unreadCount === b.unreadCount &&
+    a.readVersion === b.readVersion
+  );
+}
+
 function newer(a: HeadState, than: HeadState | null): boolean {
   if (!than) return true;
   return a.headSeq > than.headSeq || a.readVersion > than.readVersion || a.floorSeq > than.floorSeq;
@@ -496,7 +511,7 @@ export class Hub {
   }
 
   /** Sends if the client keeps up; closes it when its unsent buffer passes the limit. */
-  private send(session: Session, message: object | string): void {
+  private send(session: Session, message: object | string | Buffer): void {
     const { socket } = session;
     if (session.closed || session.dropping || socket.readyState !== socket.OPEN) return;
     if (socket.bufferedAmount > this.options.settings.wsMaxBufferedBytes) {
@@ -510,7 +525,11 @@ export class Hub {
       session.dropping = true;
       return;
     }
-    socket.send(typeof message === 'string' ? message : JSON.stringify(message));
+    socket.send(
+      typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message),
+      // A Buffer is a text frame too: the hub only speaks JSON text.
+      { binary: false },
+    );
   }
 
   // ----------------------------------------------------------------- nudges
@@ -564,10 +583,13 @@ export class Hub {
   }
 
   private deliver(uid: number, state: HeadState): void {
-    for (const session of this.byUid.get(uid) ?? []) this.tell(session, state);
+    // A user's sessions were usually told the same before, so they get the same message:
+    // serialise it once and hand every socket the same bytes.
+    const encoded: HeadMessage = { state: null, bytes: null };
+    for (const session of this.byUid.get(uid) ?? []) this.tell(session, state, encoded);
   }
 
-  private tell(session: Session, state: HeadState): void {
+  private tell(session: Session, state: HeadState, encoded?: HeadMessage): void {
     if (session.told === null) {
       session.early = merge(session.early, state);
       return;
@@ -575,13 +597,18 @@ export class Hub {
     if (!newer(state, session.told)) return;
     const next = merge(session.told, state);
     session.told = next;
-    this.send(session, {
-      type: 'head',
-      headSeq: next.headSeq,
-      floorSeq: next.floorSeq,
-      unreadCount: next.unreadCount,
-      readVersion: next.readVersion,
-    });
+    const reuse = encoded?.state && sameHead(encoded.state, next) ? encoded.bytes : null;
+    const bytes =
+      reuse ??
+      Buffer.from(
+        `{"type":"head","headSeq":${next.headSeq},"floorSeq":${next.floorSeq},` +
+          `"unreadCount":${next.unreadCount},"readVersion":${next.readVersion}}`,
+      );
+    if (encoded) {
+      encoded.state = next;
+      encoded.bytes = bytes;
+    }
+    this.send(session, bytes);
     this.options.observer?.onNudgeSent?.(
       state.logTime !== undefined ? this.now() - state.logTime : null,
     );
