@@ -203,9 +203,42 @@ export const fanout: Benchmark = {
       const perSecond = (after.nudges - before.nudges) / elapsed;
       const offered = done.sent * users * perUser;
       const conditions = `kafka+mariadb, projector and hub processes, ${users.toLocaleString('en-US')} users × ${perUser} sessions, ${rate} events/s to all users for ${seconds} s (offered ${Math.round(offered / seconds).toLocaleString('en-US')} nudges/s)`;
+      // The hub alone: the load process plays the projector and produces head changes for every
+      // user straight to the heads topic, 10 rounds a second (above the projector's pace).
+      const headRate = 10;
+      const hubBefore = await stack.clients.ask<{ type: string; nudges: number }>(
+        { type: 'count' },
+        'counts',
+      );
+      const hubWindow = cpuWindow(stack.pids());
+      const hubStarted = performance.now();
+      const heads = await stack.clients.ask<{ type: string; rounds: number }>(
+        {
+          type: 'heads',
+          rate: headRate,
+          seconds,
+          topic: `${stack.deployment.config.topicPrefix}.heads`,
+        },
+        'heads',
+        (seconds + 60) * 1000,
+      );
+      const hubAfter = await stack.clients.ask<{ type: string; nudges: number }>(
+        { type: 'count' },
+        'counts',
+      );
+      const hubElapsed = (performance.now() - hubStarted) / 1000;
+      const hubCpu = hubWindow.stop();
+      const hubPerSecond = (hubAfter.nudges - hubBefore.nudges) / hubElapsed;
       const rows: Row[] = [
         {
-          metric: 'nudges delivered/s',
+          metric: 'nudges delivered/s, hub alone',
+          value: hubPerSecond,
+          unit: '/s',
+          ...atLeast(hubPerSecond, 50_000),
+          conditions: `one hub process, ${users.toLocaleString('en-US')} users × ${perUser} sessions, head changes for every user produced to <prefix>.heads ${headRate} rounds/s for ${seconds} s (offered ${(headRate * users * perUser).toLocaleString('en-US')} nudges/s)`,
+        },
+        {
+          metric: 'nudges delivered/s, publish → projector → hub',
           value: perSecond,
           unit: '/s',
           ...atLeast(perSecond, 50_000),
@@ -219,7 +252,18 @@ export const fanout: Benchmark = {
           conditions: 'below 1 when the 50 ms nudge window merged head changes',
         },
       ];
-      return { rows, details: { sent: done.sent, before, after, settled, elapsed, cpu } };
+      return {
+        rows,
+        details: {
+          sent: done.sent,
+          before,
+          after,
+          settled,
+          elapsed,
+          cpu,
+          hubAlone: { heads, hubBefore, hubAfter, hubElapsed, cpu: hubCpu },
+        },
+      };
     } finally {
       await stack.close();
     }

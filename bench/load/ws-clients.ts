@@ -4,7 +4,9 @@
  * its own users (Kafka producer) to time publish → nudge.
  */
 import { createHmac } from 'node:crypto';
+import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import WebSocket from 'ws';
+import { encodeHeadChange } from '../../src/log/log.js';
 import { createCommandProducer, type CommandProducer } from '../../src/commands/producer.js';
 import { reply, serve, type Message } from '../lib/child.js';
 import { percentiles, sleep, wallMs } from '../lib/stats.js';
@@ -67,6 +69,11 @@ function open(url: string, uid: number, localAddress: string | undefined): Promi
       const text = (
         Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
       ).toString('utf8');
+      // Counting nudges needs no parse: the hub writes head messages type first.
+      if (!tracking && text.startsWith('{"type":"head"')) {
+        nudges++;
+        return;
+      }
       const message = JSON.parse(text) as { type: string; headSeq?: number };
       if (message.type === 'head') {
         nudges++;
@@ -160,6 +167,50 @@ async function publishForLatency(rate: number, seconds: number): Promise<number>
   return sent;
 }
 
+/**
+ * Plays the projector: produces head changes for every connected user straight to the heads
+ * topic, `rate` rounds per second, so the hub's own fan-out is measured.
+ */
+async function produceHeads(rate: number, seconds: number, topic: string): Promise<number> {
+  const uids = [...new Set(sessions.map((s) => s.uid))];
+  const kafka = new Kafka({
+    clientId: 'minipush-bench-heads',
+    brokers: setup.brokers!.split(','),
+    logLevel: logLevel.NOTHING,
+  });
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const started = wallMs();
+  let rounds = 0;
+  try {
+    while (wallMs() - started < seconds * 1000) {
+      const due = Math.floor(((wallMs() - started) / 1000) * rate);
+      for (; rounds < due; rounds++) {
+        const headSeq = 1_000_000 + rounds;
+        await producer.send({
+          topic,
+          acks: 1,
+          messages: uids.map((uid) => ({
+            key: String(uid),
+            value: encodeHeadChange({
+              uid,
+              headSeq,
+              floorSeq: 1,
+              unreadCount: headSeq,
+              readVersion: 0,
+              logTime: Date.now(),
+            }),
+          })),
+        });
+      }
+      await sleep(5);
+    }
+  } finally {
+    await producer.disconnect();
+  }
+  return rounds;
+}
+
 /** Publishes events to all connected users, `rate` per second, for fan-out. */
 async function publishToAll(rate: number, seconds: number): Promise<number> {
   const uids = [...new Set(sessions.map((s) => s.uid))];
@@ -213,6 +264,15 @@ serve(async (message: Message) => {
     case 'fanout': {
       const sent = await publishToAll(Number(message.rate), Number(message.seconds));
       reply({ type: 'fanout', sent });
+      break;
+    }
+    case 'heads': {
+      const rounds = await produceHeads(
+        Number(message.rate),
+        Number(message.seconds),
+        String(message.topic),
+      );
+      reply({ type: 'heads', rounds });
       break;
     }
     case 'close':
