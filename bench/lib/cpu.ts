@@ -71,12 +71,12 @@ export function cpuWindow(pids: Record<string, number>): { stop(): CpuReport } {
       const sysAfter = systemTicks();
       const busy = sysAfter.busy - sysBefore.busy;
       const total = sysAfter.total - sysBefore.total;
-      return {
-        seconds: Math.round(seconds * 10) / 10,
-        processes,
-        systemBusyPercent: total > 0 ? Math.round((busy / total) * 100) : 0,
-        cores: os.cpus().length,
-      };
+      const systemBusyPercent = total > 0 ? Math.round((busy / total) * 100) : 0;
+      const cores = os.cpus().length;
+      const accounted = Object.values(processes).reduce((a, b) => a + b, 0);
+      // Everything else on the box (the kernel's own work, other users' processes), in % of a core.
+      processes.other = Math.max(0, systemBusyPercent * cores - accounted);
+      return { seconds: Math.round(seconds * 10) / 10, processes, systemBusyPercent, cores };
     },
   };
 }
