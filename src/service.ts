@@ -285,8 +285,8 @@ export class MiniPushService {
     authorizeUid(principal, user);
     const top = upTo === undefined || upTo === null ? undefined : checkSeq(upTo, 'upTo', 0);
     const fmt = (format ?? 'roaring') as ReadStatesFormat;
-    if (fmt !== 'roaring' && fmt !== 'blocks') {
-      throw new MiniPushError('MINIPUSH_BAD_REQUEST', 'format must be roaring or blocks');
+    if (fmt !== 'roaring' && fmt !== 'blocks' && fmt !== 'compact') {
+      throw new MiniPushError('MINIPUSH_BAD_REQUEST', 'format must be roaring, blocks or compact');
     }
     return getReadStates(this.deps.db, {
       uid: user,

@@ -36,6 +36,10 @@ const ASYMMETRIC = [
   'EdDSA',
 ];
 
+/** Verified user tokens kept, and for how long at most (ms). */
+const VERIFIED_CACHE_SIZE = 100_000;
+const VERIFIED_TTL_MS = 60_000;
+
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -51,6 +55,12 @@ function unauthenticated(message: string): MiniPushError {
  */
 export class Authenticator {
   private readonly keyDigests: Buffer[];
+  /**
+   * User tokens already verified, by their exact text (signature included, so nothing can be
+   * forged into a hit), until they expire or a minute passes. Clients send the same token with
+   * every request; verifying its signature each time cost more than the query it guards.
+   */
+  private readonly verified = new Map<string, { readonly uid: number; readonly until: number }>();
   private key: Uint8Array | CryptoKey | JWTVerifyGetKey | null = null;
   private verifyOptions: JWTVerifyOptions;
   private readonly ready: Promise<void>;
@@ -70,7 +80,14 @@ export class Authenticator {
 
   private async loadKey(settings: AuthSettings): Promise<void> {
     if (settings.jwtSecret !== '') {
-      this.key = new TextEncoder().encode(settings.jwtSecret);
+      // Imported once: given the raw bytes, jose imports a key for every token it verifies.
+      this.key = await crypto.subtle.importKey(
+        'raw',
+        new TextEncoder().encode(settings.jwtSecret),
+        { name: 'HMAC', hash: 'SHA-256' },
+        false,
+        ['verify'],
+      );
     } else if (settings.jwtPublicKey !== '') {
       const pem = settings.jwtPublicKey.replace(/\\n/g, '\n');
       const alg = await detectAlgorithm(pem);
@@ -99,10 +116,19 @@ export class Authenticator {
     return this.authenticateToken(match[1]!);
   }
 
-  async authenticateToken(token: string): Promise<Principal> {
+  /**
+   * `remember: false` for a token used once, such as a WebSocket's: keeping it would only cost
+   * memory for every open session.
+   */
+  async authenticateToken(token: string, options: { remember?: boolean } = {}): Promise<Principal> {
     if (this.isApiKey(token)) return { kind: 'service' };
     if (token.split('.').length !== 3) {
       throw unauthenticated('invalid credentials: not a known API key or a JWT');
+    }
+    const cached = this.verified.get(token);
+    if (cached) {
+      if (Date.now() < cached.until) return { kind: 'user', uid: cached.uid };
+      this.verified.delete(token);
     }
     await this.ready;
     const key = this.key;
@@ -118,6 +144,7 @@ export class Authenticator {
       if (uid === null) {
         throw unauthenticated('invalid token: sub must be a uid (an unsigned 32-bit integer)');
       }
+      if (options.remember !== false) this.remember(token, uid, payload.exp);
       return { kind: 'user', uid };
     } catch (err) {
       if (err instanceof MiniPushError) throw err;
@@ -136,6 +163,16 @@ export class Authenticator {
       }
       throw unauthenticated('invalid token: signature or format does not verify');
     }
+  }
+
+  private remember(token: string, uid: number, exp: number | undefined): void {
+    if (exp === undefined) return;
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) {
+      // Oldest first: a Map iterates in insertion order.
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(token, { uid, until: Math.min(exp * 1000, Date.now() + VERIFIED_TTL_MS) });
   }
 
   private isApiKey(token: string): boolean {

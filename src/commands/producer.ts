@@ -59,13 +59,15 @@ export async function createCommandProducer(options: CommandProducerOptions) {
   });
   await producer.connect();
 
-  async function send(command: CommandRecord): Promise<void> {
-    const records = toAppendRecords(validateCommand(command, limits), partitions);
-    await producer.send({
-      topic,
-      acks: -1,
-      messages: records.map((r) => ({ partition: r.partition, key: r.key, value: r.value })),
-    });
+  async function send(...commands: CommandRecord[]): Promise<void> {
+    const messages = commands.flatMap((command) =>
+      toAppendRecords(validateCommand(command, limits), partitions).map((r) => ({
+        partition: r.partition,
+        key: r.key,
+        value: r.value,
+      })),
+    );
+    await producer.send({ topic, acks: -1, messages });
   }
 
   return {
@@ -74,6 +76,17 @@ export async function createCommandProducer(options: CommandProducerOptions) {
       const command = decidePublish(input, limits, Date.now());
       await send(command);
       return command.id;
+    },
+    /**
+     * Publishes many events in one produce request: at high rates far faster than one `publish`
+     * per event, which waits a broker round trip each. All are validated before any is sent;
+     * returns their ids in order.
+     */
+    async publishMany(inputs: readonly PublishInput[]): Promise<string[]> {
+      const now = Date.now();
+      const commands = inputs.map((input) => decidePublish(input, limits, now));
+      if (commands.length > 0) await send(...commands);
+      return commands.map((command) => command.id);
     },
     // async, so an invalid command rejects like publish's instead of throwing synchronously.
     markRead: async (uid: number, seqs: number[]) => send(decideMarkRead(uid, seqs, limits)),

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import websocket from '@fastify/websocket';
+import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator, Principal } from '../auth/authenticator.js';
@@ -10,6 +11,7 @@ import type { Logger } from '../logger.js';
 import type { MiniPushService } from '../service.js';
 import type { HttpApp } from '../transports/http/app.js';
 import { traceNudge } from '../telemetry/spans.js';
+import { feedPageJson, type FeedPage } from '../queries/feed-event.js';
 import type { SessionBus } from './session-bus.js';
 import { SessionQuota, type SessionRecord } from './session-quota.js';
 import {
@@ -99,6 +101,26 @@ interface UserNudges {
 }
 
 const MAX_IN_FLIGHT = 32;
+
+/** A feed page answer, serialised with its stored bodies spliced in (see feedPageJson). */
+class PageAnswer {
+  constructor(readonly page: FeedPage) {}
+}
+
+/** A head message serialised for one user's sessions, and the state it says. */
+interface HeadMessage {
+  state: HeadState | null;
+  bytes: Buffer | null;
+}
+
+function sameHead(a: HeadState, b: HeadState): boolean {
+  return (
+    a.headSeq === b.headSeq &&
+    a.floorSeq === b.floorSeq &&
+    a.unreadCount === b.unreadCount &&
+    a.readVersion === b.readVersion
+  );
+}
 
 function newer(a: HeadState, than: HeadState | null): boolean {
   if (!than) return true;
@@ -215,14 +237,8 @@ export class Hub {
       preClose: (done: () => void) => {
         this.closeAll().then(done, done);
       },
-      errorHandler: (error: Error & { code?: string }, socket: WebSocket) => {
-        // Protocol faults (oversize or malformed frames) are the client's; ws already sent the
-        // close code, so they are not errors of ours.
-        if (error.code?.startsWith('WS_ERR_'))
-          this.log.debug({ err: error }, 'client protocol error');
-        else this.log.warn({ err: error }, 'WebSocket error');
-        socket.terminate();
-      },
+      errorHandler: (error: Error & { code?: string }, socket: WebSocket) =>
+        this.onSocketError(error, socket),
     });
     app.get(
       '/v1/ws',
@@ -312,6 +328,30 @@ export class Hub {
     });
   }
 
+  private onSocketError(error: Error & { code?: string }, socket: WebSocket): void {
+    // Protocol faults (oversize or malformed frames) are the client's; ws already sent the
+    // close code, so they are not errors of ours.
+    if (error.code?.startsWith('WS_ERR_')) this.log.debug({ err: error }, 'client protocol error');
+    else this.log.warn({ err: error }, 'WebSocket error');
+    socket.terminate();
+  }
+
+  /**
+   * Lets go of the upgrade's HTTP objects. @fastify/websocket's error listener holds the Fastify
+   * request and reply (and their logger), and the TCP socket holds the HTTP response and through
+   * it the request with its headers: about 8 KiB per session, kept for nothing while it lives.
+   */
+  private release(socket: WebSocket, request: FastifyRequest): void {
+    for (const listener of socket.listeners('error')) {
+      socket.off('error', listener as (...args: unknown[]) => void);
+    }
+    socket.on('error', (error: Error & { code?: string }) => this.onSocketError(error, socket));
+    const tcp = request.raw.socket as typeof request.raw.socket & {
+      _httpMessage?: ServerResponse | null;
+    };
+    tcp._httpMessage?.detachSocket(tcp);
+  }
+
   private accept(socket: WebSocket, request: FastifyRequest): void {
     // The reservation holds until the session is counted in `sessions` (after authentication).
     const settle = this.settleReservation.get(request.raw) ?? (() => undefined);
@@ -320,7 +360,8 @@ export class Hub {
     const token =
       (typeof query.token === 'string' && query.token !== '' ? query.token : null) ??
       tokenFromSubprotocols(request.headers['sec-websocket-protocol']);
-    socket.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    const ip = request.ip;
+    this.release(socket, request);
     if (token === null) {
       this.refuse(
         socket,
@@ -330,7 +371,7 @@ export class Hub {
       );
       return;
     }
-    this.options.authenticator.authenticateToken(token).then(
+    this.options.authenticator.authenticateToken(token, { remember: false }).then(
       (principal) => {
         if (principal.kind !== 'user') {
           this.refuse(
@@ -342,7 +383,7 @@ export class Hub {
           return;
         }
         if (socket.readyState !== socket.OPEN) return;
-        this.open(socket, principal, request.ip);
+        this.open(socket, principal, ip);
         settle();
       },
       (err: unknown) => {
@@ -473,7 +514,7 @@ export class Hub {
   }
 
   /** Sends if the client keeps up; closes it when its unsent buffer passes the limit. */
-  private send(session: Session, message: object): void {
+  private send(session: Session, message: object | string | Buffer): void {
     const { socket } = session;
     if (session.closed || session.dropping || socket.readyState !== socket.OPEN) return;
     if (socket.bufferedAmount > this.options.settings.wsMaxBufferedBytes) {
@@ -487,7 +528,11 @@ export class Hub {
       session.dropping = true;
       return;
     }
-    socket.send(JSON.stringify(message));
+    socket.send(
+      typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message),
+      // A Buffer is a text frame too: the hub only speaks JSON text.
+      { binary: false },
+    );
   }
 
   // ----------------------------------------------------------------- nudges
@@ -541,10 +586,13 @@ export class Hub {
   }
 
   private deliver(uid: number, state: HeadState): void {
-    for (const session of this.byUid.get(uid) ?? []) this.tell(session, state);
+    // A user's sessions were usually told the same before, so they get the same message:
+    // serialise it once and hand every socket the same bytes.
+    const encoded: HeadMessage = { state: null, bytes: null };
+    for (const session of this.byUid.get(uid) ?? []) this.tell(session, state, encoded);
   }
 
-  private tell(session: Session, state: HeadState): void {
+  private tell(session: Session, state: HeadState, encoded?: HeadMessage): void {
     if (session.told === null) {
       session.early = merge(session.early, state);
       return;
@@ -552,13 +600,18 @@ export class Hub {
     if (!newer(state, session.told)) return;
     const next = merge(session.told, state);
     session.told = next;
-    this.send(session, {
-      type: 'head',
-      headSeq: next.headSeq,
-      floorSeq: next.floorSeq,
-      unreadCount: next.unreadCount,
-      readVersion: next.readVersion,
-    });
+    const reuse = encoded?.state && sameHead(encoded.state, next) ? encoded.bytes : null;
+    const bytes =
+      reuse ??
+      Buffer.from(
+        `{"type":"head","headSeq":${next.headSeq},"floorSeq":${next.floorSeq},` +
+          `"unreadCount":${next.unreadCount},"readVersion":${next.readVersion}}`,
+      );
+    if (encoded) {
+      encoded.state = next;
+      encoded.bytes = bytes;
+    }
+    this.send(session, bytes);
     this.options.observer?.onNudgeSent?.(
       state.logTime !== undefined ? this.now() - state.logTime : null,
     );
@@ -596,7 +649,16 @@ export class Hub {
     let outcome = 'ok';
     this.handle(session, request)
       .then(
-        (payload) => this.send(session, { type: request.type, reqId: request.reqId, ...payload }),
+        (payload) =>
+          this.send(
+            session,
+            payload instanceof PageAnswer
+              ? feedPageJson(
+                  payload.page,
+                  `"type":${JSON.stringify(request.type)},"reqId":${JSON.stringify(request.reqId)},`,
+                )
+              : { type: request.type, reqId: request.reqId, ...payload },
+          ),
         (err: unknown) => {
           outcome = this.replyError(session, request.reqId, err);
         },
@@ -622,9 +684,11 @@ export class Hub {
     const uid = session.uid;
     switch (request.type) {
       case 'diff':
-        return service.diff(who, uid, f.after ?? 0, f.limit);
+        return new PageAnswer(await service.diff(who, uid, f.after ?? 0, f.limit));
       case 'fetch':
-        return service.fetch(who, uid, { from: f.from, to: f.to, order: f.order, limit: f.limit });
+        return new PageAnswer(
+          await service.fetch(who, uid, { from: f.from, to: f.to, order: f.order, limit: f.limit }),
+        );
       case 'stats':
         return service.stats(who, uid);
       case 'readStates':

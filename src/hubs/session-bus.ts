@@ -28,6 +28,14 @@ function decodeRecord(value: Buffer | null): SessionRecord | null {
 export class KafkaSessionBus implements SessionBus {
   private producer: Producer | null = null;
   private readonly subscriptions = new Set<Subscription>();
+  private pending: Array<{
+    readonly record: SessionRecord;
+    readonly resolve: () => void;
+    readonly reject: (err: unknown) => void;
+  }> = [];
+  /** The send in flight; the next batch waits for it, so records leave in publish order. */
+  private sending: Promise<void> = Promise.resolve();
+  private flushScheduled = false;
 
   constructor(
     private readonly kafka: Kafka,
@@ -36,22 +44,48 @@ export class KafkaSessionBus implements SessionBus {
     private readonly log: Logger,
   ) {}
 
-  async publish(record: SessionRecord): Promise<void> {
-    if (!this.producer) {
-      const producer = this.kafka.producer({
-        allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
-      });
-      await producer.connect();
-      this.producer = producer;
-    }
-    await this.producer.send({
-      topic: this.topic,
-      acks: 1,
-      messages: [
-        { key: 'uid' in record ? String(record.uid) : record.hubId, value: JSON.stringify(record) },
-      ],
+  /**
+   * Records are corked: all published while a send is in flight, or in the same event-loop
+   * turn, go in the next single produce request. A burst of thousands of session opens is a
+   * handful of requests instead of one request (and its buffers) per session.
+   */
+  publish(record: SessionRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ record, resolve, reject });
+      if (this.flushScheduled) return;
+      this.flushScheduled = true;
+      this.sending = this.sending
+        .then(() => new Promise((r) => setImmediate(r)))
+        .then(() => this.flush());
     });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    try {
+      if (!this.producer) {
+        const producer = this.kafka.producer({
+          allowAutoTopicCreation: false,
+          createPartitioner: Partitioners.DefaultPartitioner,
+        });
+        await producer.connect();
+        this.producer = producer;
+      }
+      await this.producer.send({
+        topic: this.topic,
+        acks: 1,
+        messages: batch.map(({ record }) => ({
+          key: 'uid' in record ? String(record.uid) : record.hubId,
+          value: JSON.stringify(record),
+        })),
+      });
+      for (const { resolve } of batch) resolve();
+    } catch (err) {
+      for (const { reject } of batch) reject(err);
+    }
   }
 
   async subscribe(onRecords: (records: readonly SessionRecord[]) => void): Promise<Subscription> {
@@ -76,6 +110,7 @@ export class KafkaSessionBus implements SessionBus {
   async close(): Promise<void> {
     await Promise.all([...this.subscriptions].map((s) => s.close()));
     this.subscriptions.clear();
+    await this.sending;
     await this.producer?.disconnect();
     this.producer = null;
   }

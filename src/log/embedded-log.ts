@@ -53,6 +53,12 @@ export class EmbeddedCommandLog implements CommandLog {
   private readonly selectBatch: Sqlite.Statement<[string, number, number, number], RecordRow>;
   private retentionTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private pending: Array<{
+    readonly records: readonly AppendRecord[];
+    readonly resolve: (positions: LogPosition[]) => void;
+    readonly reject: (err: unknown) => void;
+  }> = [];
+  private flushScheduled = false;
 
   constructor(private readonly options: EmbeddedLogOptions) {
     this.topic = options.topic;
@@ -131,34 +137,69 @@ export class EmbeddedCommandLog implements CommandLog {
     return Promise.resolve(this.options.partitions);
   }
 
+  /**
+   * Appends are group-committed: every append of one event-loop turn goes into one SQLite
+   * transaction (like Kafka's linger), and each resolves once that transaction committed.
+   */
   append(records: readonly AppendRecord[]): Promise<LogPosition[]> {
     if (this.closed) return Promise.reject(new Error('the embedded log is closed'));
+    for (const r of records) {
+      if (r.partition < 0 || r.partition >= this.options.partitions) {
+        return Promise.reject(new Error(`partition ${r.partition} does not exist`));
+      }
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ records, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const group = this.pending;
+    this.pending = [];
+    if (group.length === 0) return;
+    if (this.closed) {
+      for (const append of group) append.reject(new Error('the embedded log is closed'));
+      return;
+    }
+    const saved = [...this.nextOffsets];
     const now = Date.now();
-    const positions = this.db.transaction(() => {
-      const touched = new Set<number>();
-      const out = records.map((r) => {
-        if (r.partition < 0 || r.partition >= this.options.partitions) {
-          throw new Error(`partition ${r.partition} does not exist`);
-        }
-        const offset = this.nextOffsets[r.partition]!;
-        this.insert.run(
-          this.topic,
-          r.partition,
-          offset,
-          r.key,
-          r.value,
-          r.headers ? JSON.stringify(r.headers) : null,
-          now,
+    const touched = new Set<number>();
+    let positions: LogPosition[][];
+    try {
+      positions = this.db.transaction(() => {
+        const out = group.map(({ records }) =>
+          records.map((r) => {
+            const offset = this.nextOffsets[r.partition]!;
+            this.insert.run(
+              this.topic,
+              r.partition,
+              offset,
+              r.key,
+              r.value,
+              r.headers ? JSON.stringify(r.headers) : null,
+              now,
+            );
+            this.nextOffsets[r.partition] = offset + 1;
+            touched.add(r.partition);
+            return { partition: r.partition, offset };
+          }),
         );
-        this.nextOffsets[r.partition] = offset + 1;
-        touched.add(r.partition);
-        return { partition: r.partition, offset };
-      });
-      for (const p of touched) this.insertPartition.run(this.topic, p, this.nextOffsets[p]);
-      return out;
-    })();
-    this.appended.emit('append');
-    return Promise.resolve(positions);
+        for (const p of touched) this.insertPartition.run(this.topic, p, this.nextOffsets[p]);
+        return out;
+      })();
+    } catch (err) {
+      this.nextOffsets.splice(0, saved.length, ...saved);
+      for (const append of group) append.reject(err);
+      return;
+    }
+    // Only the partitions that grew: waking all of them would read every partition per append.
+    this.appended.emit('append', touched);
+    group.forEach((append, i) => append.resolve(positions[i]!));
   }
 
   deadLetter(letters: readonly DeadLetter[]): Promise<void> {
@@ -259,6 +300,8 @@ export class EmbeddedCommandLog implements CommandLog {
     if (this.closed) return;
     await Promise.all([...this.consumers].map((c) => c.stop()));
     this.consumers.clear();
+    // Appends already accepted are committed, not dropped.
+    this.flush();
     this.closed = true;
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     this.appended.emit('append');
@@ -266,13 +309,15 @@ export class EmbeddedCommandLog implements CommandLog {
   }
 }
 
-/** Reads every partition in its own loop, woken by appends. */
+/** Reads every partition in its own loop, woken by appends to it. */
 class EmbeddedConsumer {
   private running = false;
   private loops: Promise<void>[] = [];
-  private wakers = new Set<() => void>();
-  private readonly onAppend = () => {
-    for (const wake of [...this.wakers]) wake();
+  private wakers = new Map<number, () => void>();
+  private readonly onAppend = (partitions?: ReadonlySet<number>) => {
+    for (const [partition, wake] of [...this.wakers]) {
+      if (!partitions || partitions.has(partition)) wake();
+    }
   };
 
   constructor(
@@ -304,7 +349,10 @@ class EmbeddedConsumer {
         position ??= await this.options.startOffset(partition);
         const records = this.log.read(this.log.topic, partition, position, this.batchSize);
         if (records.length === 0) {
-          await this.waitForAppend(1000);
+          await this.waitForAppend(partition, 1000);
+          // Let the appends already queued behind this one land first, so a burst of single
+          // appends (REST publishes) is applied as one batch instead of one transaction each.
+          await new Promise((resolve) => setImmediate(resolve));
           continue;
         }
         await this.options.onBatch(
@@ -316,20 +364,20 @@ class EmbeddedConsumer {
         // The handler failed (store busy or closing): ask for the position again after a pause.
         this.logger.warn({ err, partition }, 'embedded consumer batch failed; retrying');
         position = null;
-        if (this.running) await this.waitForAppend(500, true);
+        if (this.running) await this.waitForAppend(partition, 500, true);
       }
     }
   }
 
-  private waitForAppend(timeoutMs: number, timerOnly = false): Promise<void> {
+  private waitForAppend(partition: number, timeoutMs: number, timerOnly = false): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.wakers.delete(done);
+        if (this.wakers.get(partition) === done) this.wakers.delete(partition);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      if (!timerOnly) this.wakers.add(done);
+      if (!timerOnly) this.wakers.set(partition, done);
     });
   }
 
@@ -337,7 +385,7 @@ class EmbeddedConsumer {
     if (!this.running) return;
     this.running = false;
     this.appended.off('append', this.onAppend);
-    for (const wake of [...this.wakers]) wake();
+    for (const wake of [...this.wakers.values()]) wake();
     await Promise.all(this.loops);
   }
 }

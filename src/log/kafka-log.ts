@@ -88,6 +88,86 @@ class SharedProducer {
   }
 }
 
+interface Outgoing {
+  readonly partition?: number;
+  readonly key: string | null;
+  readonly value: Buffer;
+  readonly headers?: IHeaders;
+}
+
+/** Records one produce request carries at most when corked; partitions share the request. */
+const MAX_CORKED_RECORDS = 2000;
+
+/**
+ * Sends to one topic with at most one produce request in flight: records given while one is in
+ * flight go together in the next (write corking). The shared producer is idempotent with one
+ * request in flight, so concurrent sends queued behind each other one round trip at a time;
+ * corked, a burst costs a round trip or two whatever its size. Each send resolves once its
+ * records are acknowledged, with their offsets when it named their partitions.
+ */
+class CorkedTopic {
+  private queue: Array<{
+    readonly records: readonly Outgoing[];
+    readonly resolve: (offsets: number[]) => void;
+    readonly reject: (err: unknown) => void;
+  }> = [];
+  private flushing = false;
+
+  constructor(
+    private readonly producer: SharedProducer,
+    private readonly topic: string,
+  ) {}
+
+  send(records: readonly Outgoing[]): Promise<number[]> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ records, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    while (this.queue.length > 0) {
+      let count = 0;
+      let take = 0;
+      while (
+        take < this.queue.length &&
+        (take === 0 || count + this.queue[take]!.records.length <= MAX_CORKED_RECORDS)
+      ) {
+        count += this.queue[take]!.records.length;
+        take++;
+      }
+      const batch = this.queue.splice(0, take);
+      try {
+        const producer = await this.producer.get();
+        const results = await producer.send({
+          topic: this.topic,
+          acks: -1,
+          messages: batch.flatMap(({ records }) => records),
+        });
+        // One result per partition with the base offset of its records, which keep their order.
+        const next = new Map<number, number>();
+        for (const result of results) {
+          next.set(result.partition, Number(result.baseOffset ?? result.offset ?? 0));
+        }
+        for (const { records, resolve } of batch) {
+          resolve(
+            records.map((r) => {
+              if (r.partition === undefined) return -1;
+              const offset = next.get(r.partition) ?? 0;
+              next.set(r.partition, offset + 1);
+              return offset;
+            }),
+          );
+        }
+      } catch (err) {
+        for (const { reject } of batch) reject(err);
+      }
+    }
+    this.flushing = false;
+  }
+}
+
 export interface KafkaLogOptions {
   readonly kafka: Kafka;
   readonly topics: TopicNames;
@@ -100,6 +180,7 @@ export interface KafkaLogOptions {
 export class KafkaCommandLog implements CommandLog {
   readonly topic: string;
   private readonly producer: SharedProducer;
+  private readonly commands: CorkedTopic;
   private admin: Admin | null = null;
   private partitions: number | null = null;
   private readonly consumers = new Set<KafkaLogConsumer>();
@@ -107,6 +188,7 @@ export class KafkaCommandLog implements CommandLog {
   constructor(private readonly options: KafkaLogOptions) {
     this.topic = options.topics.commands;
     this.producer = new SharedProducer(options.kafka);
+    this.commands = new CorkedTopic(this.producer, this.topic);
   }
 
   private async getAdmin(): Promise<Admin> {
@@ -132,28 +214,15 @@ export class KafkaCommandLog implements CommandLog {
 
   async append(records: readonly AppendRecord[]): Promise<LogPosition[]> {
     if (records.length === 0) return [];
-    const producer = await this.producer.get();
-    const results = await producer.send({
-      topic: this.topic,
-      acks: -1,
-      messages: records.map((r) => ({
+    const offsets = await this.commands.send(
+      records.map((r) => ({
         partition: r.partition,
         key: r.key,
         value: r.value,
-        headers: r.headers ? { ...r.headers } : undefined,
+        ...(r.headers ? { headers: { ...r.headers } } : {}),
       })),
-    });
-    // One result per partition with the base offset of that partition's records, in order.
-    const base = new Map<number, number>();
-    for (const result of results) {
-      base.set(result.partition, Number(result.baseOffset ?? result.offset ?? 0));
-    }
-    const next = new Map<number, number>();
-    return records.map((r) => {
-      const offset = next.get(r.partition) ?? base.get(r.partition) ?? 0;
-      next.set(r.partition, offset + 1);
-      return { partition: r.partition, offset };
-    });
+    );
+    return records.map((r, i) => ({ partition: r.partition, offset: offsets[i]! }));
   }
 
   async deadLetter(letters: readonly DeadLetter[]): Promise<void> {
@@ -454,24 +523,23 @@ export async function subscribeFromNow(options: BroadcastOptions): Promise<Subsc
 /** Head-seq notifications on a compacted topic keyed by uid; each subscriber reads all of it. */
 export class KafkaChangeFeed implements ChangeFeed {
   private readonly producer: SharedProducer;
+  private readonly heads: CorkedTopic;
   private readonly subscriptions = new Set<Subscription>();
 
   constructor(private readonly options: KafkaLogOptions & { readonly groupPrefix: string }) {
     this.producer = new SharedProducer(options.kafka);
+    this.heads = new CorkedTopic(this.producer, options.topics.heads);
   }
 
   async publish(changes: readonly HeadChange[]): Promise<void> {
     if (changes.length === 0) return;
-    const producer = await this.producer.get();
-    await producer.send({
-      topic: this.options.topics.heads,
-      acks: -1,
-      messages: changes.map((change) => ({
+    await this.heads.send(
+      changes.map((change) => ({
         key: String(change.uid),
         value: encodeHeadChange(change),
         ...(change.traceparent ? { headers: { [HEADERS.traceparent]: change.traceparent } } : {}),
       })),
-    });
+    );
   }
 
   async subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription> {

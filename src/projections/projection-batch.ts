@@ -126,6 +126,11 @@ export class ProjectionBatch {
 
   /** Reads the users' rows and which of the (event, uid) pairs were delivered before. */
   async load(uids: ReadonlySet<number>, eventIds: ReadonlySet<string>): Promise<void> {
+    // Independent reads on two pooled connections: a batch waits for the slower, not the sum.
+    await Promise.all([this.loadUsers(uids), this.loadDelivered(uids, eventIds)]);
+  }
+
+  private async loadUsers(uids: ReadonlySet<number>): Promise<void> {
     for (const part of chunks([...uids])) {
       const rows = await typed<
         Array<{
@@ -157,6 +162,12 @@ export class ProjectionBatch {
         });
       }
     }
+  }
+
+  private async loadDelivered(
+    uids: ReadonlySet<number>,
+    eventIds: ReadonlySet<string>,
+  ): Promise<void> {
     for (const part of chunks([...eventIds], 200)) {
       const rows = await typed<
         Array<{
@@ -232,41 +243,36 @@ export class ProjectionBatch {
         part.map((d) => ({ uid: d.uid, seq: d.seq, event_id: d.eventId, ts: d.ts })),
       );
     }
-    const headOnly: UserState[] = [];
-    const withBitmap: UserState[] = [];
-    for (const state of this.users.values()) {
-      if (state.readChanged || (state.headChanged && !state.exists)) withBitmap.push(state);
-      else if (state.headChanged) headOnly.push(state);
-    }
-    if (mysql) {
-      // The two upserts below would lock user rows in two interleaved orders; the TTL cleaner
-      // locks them by ascending uid, so take them all that way first or the two deadlock.
-      const existing = [...headOnly, ...withBitmap]
-        .filter((state) => state.exists)
-        .map((state) => state.uid)
-        .sort((a, b) => a - b);
-      for (const part of chunks(existing)) {
-        await trx('user_states').whereIn('uid', part).orderBy('uid').forUpdate().select('uid');
-      }
-    }
-    for (const part of chunks(headOnly)) {
-      await trx('user_states')
-        .insert(
-          part.map((s) => ({
-            uid: s.uid,
-            head_seq: s.headSeq,
-            floor_seq: s.floorSeq,
-            last_ts: s.lastTs,
-          })),
-        )
-        .onConflict('uid')
-        .merge(['head_seq', 'last_ts']);
-    }
-    for (const part of chunks(withBitmap, 200)) {
+    // One upsert for every changed user, in ascending uid order: rows are locked in the order
+    // the TTL cleaner locks them, so the two cannot deadlock over them. A user whose read state
+    // did not change carries no bitmap: the merge keeps the stored one unless the read version
+    // moved (MySQL assigns left to right, so the bitmap goes before the version).
+    const changed = [...this.users.values()]
+      .filter((state) => state.readChanged || state.headChanged)
+      .sort((a, b) => a.uid - b.uid);
+    const merge = mysql
+      ? {
+          head_seq: trx.raw('VALUES(head_seq)'),
+          last_ts: trx.raw('VALUES(last_ts)'),
+          read_bitmap: trx.raw(
+            'IF(VALUES(read_version) <> read_version, VALUES(read_bitmap), read_bitmap)',
+          ),
+          read_version: trx.raw('VALUES(read_version)'),
+        }
+      : {
+          head_seq: trx.raw('excluded.head_seq'),
+          last_ts: trx.raw('excluded.last_ts'),
+          read_bitmap: trx.raw(
+            'CASE WHEN excluded.read_version <> read_version THEN excluded.read_bitmap ELSE read_bitmap END',
+          ),
+          read_version: trx.raw('excluded.read_version'),
+        };
+    for (const part of chunks(changed, 200)) {
       await trx('user_states')
         .insert(
           part.map((s) => {
-            const bitmap = s.bitmap;
+            const withBitmap = s.readChanged || !s.exists;
+            const bitmap = withBitmap ? s.bitmap : null;
             if (bitmap && s.floorSeq > 1) bitmap.removeRange(0, s.floorSeq);
             return {
               uid: s.uid,
@@ -275,13 +281,19 @@ export class ProjectionBatch {
               last_ts: s.lastTs,
               // Nothing read is always null, never the encoding of an empty bitmap, whether or
               // not a batch happened to decode it: the row must not depend on batch boundaries.
-              read_bitmap: !bitmap ? s.storedBitmap : bitmap.isEmpty ? null : encodeBitmap(bitmap),
+              read_bitmap: !withBitmap
+                ? null
+                : !bitmap
+                  ? s.storedBitmap
+                  : bitmap.isEmpty
+                    ? null
+                    : encodeBitmap(bitmap),
               read_version: s.readVersion,
             };
           }),
         )
         .onConflict('uid')
-        .merge(['head_seq', 'last_ts', 'read_bitmap', 'read_version']);
+        .merge(merge);
     }
     for (const part of chunks(this.results)) {
       await trx('command_results')

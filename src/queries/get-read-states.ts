@@ -1,9 +1,10 @@
 import type { Knex } from 'knex';
 import { encodeBitmap, sliceBitmap } from '../domain/read-bitmap.js';
+import { encodeCompact } from '../domain/read-compact.js';
 import { encodeReadBlock, type ReadBlock } from '../domain/read-blocks.js';
 import { readUserState } from './user-state.js';
 
-export type ReadStatesFormat = 'roaring' | 'blocks';
+export type ReadStatesFormat = 'roaring' | 'blocks' | 'compact';
 
 export interface ReadStatesQuery {
   readonly uid: number;
@@ -14,11 +15,13 @@ export interface ReadStatesQuery {
 
 export type ReadStates =
   | { readonly headSeq: number; readonly floorSeq: number; readonly bitmap: string }
-  | { readonly headSeq: number; readonly floorSeq: number; readonly blocks: ReadBlock[] };
+  | { readonly headSeq: number; readonly floorSeq: number; readonly blocks: ReadBlock[] }
+  | { readonly headSeq: number; readonly floorSeq: number; readonly compact: string };
 
 /**
- * Which stored seqs in [floorSeq, upTo] are read: a base64 portable roaring bitmap, or the seed's
- * blocks for old clients (one block, since stored seqs are contiguous).
+ * Which stored seqs in [floorSeq, upTo] are read: a base64 portable roaring bitmap, the seed's
+ * blocks for old clients (one block, since stored seqs are contiguous), or the `compact` format,
+ * the smallest of several encodings for each answer (see read-compact.ts).
  */
 export async function getReadStates(db: Knex, query: ReadStatesQuery): Promise<ReadStates> {
   const state = await readUserState(db, query.uid);
@@ -26,6 +29,13 @@ export async function getReadStates(db: Knex, query: ReadStatesQuery): Promise<R
   if (query.format === 'blocks') {
     const block = encodeReadBlock(state.bitmap, state.floorSeq, to);
     return { headSeq: state.headSeq, floorSeq: state.floorSeq, blocks: block ? [block] : [] };
+  }
+  if (query.format === 'compact') {
+    return {
+      headSeq: state.headSeq,
+      floorSeq: state.floorSeq,
+      compact: encodeCompact(state.bitmap, state.floorSeq, to).toString('base64'),
+    };
   }
   const slice = sliceBitmap(state.bitmap, state.floorSeq, to);
   return {

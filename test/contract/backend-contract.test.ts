@@ -45,7 +45,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('backend contract: %s', (bac
         { wait: true },
       );
     const first = await runtime.service.diff(service, uid, 0, 3);
-    expect(first.events.map((e) => [e.seq, e.body])).toEqual([
+    expect(first.events.map((e) => [e.seq, JSON.parse(e.bodyJson)])).toEqual([
       [1, 1],
       [2, 2],
       [3, 3],
@@ -115,7 +115,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('backend contract: %s', (bac
     await runtime.service.publish(service, { to: [uid], body: 'kept' }, { wait: true });
     const page = await runtime.service.diff(service, uid, 0, 10);
     expect(page).toMatchObject({ headSeq: 4, floorSeq: 4, reset: true });
-    expect(page.events.map((e) => e.body)).toEqual(['kept']);
+    expect(page.events.map((e) => JSON.parse(e.bodyJson))).toEqual(['kept']);
   });
 
   it('should keep everything across a restart and continue the seqs', async () => {
@@ -134,8 +134,8 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('backend contract: %s', (bac
     await runtime.service.publish(service, { to: [uid], body: 'after' }, { wait: true });
     const page = await runtime.service.diff(service, uid, 0, 100);
     expect(page.events.map((e) => e.seq)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
-    expect(page.events.at(-1)?.body).toBe('after');
-    expect(new Set(page.events.map((e) => e.body))).toEqual(
+    expect(JSON.parse(page.events.at(-1)!.bodyJson)).toBe('after');
+    expect(new Set(page.events.map((e) => JSON.parse(e.bodyJson)))).toEqual(
       new Set([0, 1, 2, ...pending.map((_, i) => `p${i}`), 'after']),
     );
   });

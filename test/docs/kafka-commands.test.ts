@@ -185,4 +185,35 @@ describe('docs/kafka-commands.md examples against Kafka', () => {
       await producer.close();
     }
   });
+
+  it('should have publishMany validate all first, then publish every event', async () => {
+    const { createCommandProducer } = await import('../../src/commands/producer.js');
+    const producer = await createCommandProducer({
+      brokers: made.config.kafkaBrokers,
+      topicPrefix: made.config.topicPrefix,
+    });
+    try {
+      await expect(
+        producer.publishMany([
+          { id: 'many-never', to: [61], body: 1 },
+          { to: [62, -1], body: 2 },
+        ]),
+      ).rejects.toMatchObject({ name: 'InvalidCommand', field: 'to[1]' });
+      const ids = await producer.publishMany([
+        { id: 'many-1', to: [61, 62, 63, 64, 65], body: { n: 1 } },
+        { id: 'many-2', to: [61], body: { n: 2 } },
+      ]);
+      expect(ids).toEqual(['many-1', 'many-2']);
+    } finally {
+      await producer.close();
+    }
+    await waitSettled(runtime);
+    const db = runtime.backend.db;
+    expect(await feedOf(db, 61)).toEqual([
+      { seq: 1, event_id: 'many-1' },
+      { seq: 2, event_id: 'many-2' },
+    ]);
+    for (const uid of [62, 63, 64, 65])
+      expect(await feedOf(db, uid)).toEqual([{ seq: 1, event_id: 'many-1' }]);
+  });
 });

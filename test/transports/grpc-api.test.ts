@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { decodeReadBlock } from '../../src/domain/read-blocks.js';
+import { decodeCompact } from '../../src/domain/read-compact.js';
 import { loadPackageDefinition, protoRoot, PROTO_FILE } from '../../src/transports/grpc/server.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
 
@@ -143,6 +144,14 @@ describe('gRPC API on kafka+mysql', () => {
         base64: Buffer.from(block.bits).toString('base64'),
       }),
     ).toEqual([1, 3, 4]);
+    const compact = await call(
+      query,
+      'GetReadStates',
+      { uid, format: 'READ_STATES_FORMAT_COMPACT' },
+      user,
+    );
+    expect(compact.roaring).toHaveLength(0);
+    expect(decodeCompact(compact.compact, compact.floorSeq, compact.headSeq)).toEqual([1, 3, 4, 6]);
   });
 
   it('should map auth failures and bad arguments to gRPC status codes with the MiniPush code', async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { decodeReadBlock } from '../../src/domain/read-blocks.js';
+import { decodeCompact } from '../../src/domain/read-compact.js';
 import { createLogger } from '../../src/logger.js';
 import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
 import { JWT_SECRET, signUserToken, startStack, type Stack } from '../helpers/stack.js';
@@ -151,6 +152,9 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
       expect(blocks.body.blocks).toHaveLength(1);
       expect(blocks.body.blocks[0]).toMatchObject({ seq: 12, len: 12 });
       expect(decodeReadBlock(blocks.body.blocks[0])).toEqual([2, 3, 7]);
+      const compact = await stack.call('GET', `/v1/users/${uid}/read-states?format=compact`);
+      expect(Object.keys(compact.body).sort()).toEqual(['compact', 'floorSeq', 'headSeq']);
+      expect(decodeCompact(Buffer.from(compact.body.compact, 'base64'), 1, 12)).toEqual([2, 3, 7]);
     });
 
     it('should answer reset once events below the client’s seq expired', async () => {

@@ -46,7 +46,7 @@ interface UidRequest {
 interface ReadStatesRequest {
   uid: number;
   upTo?: number;
-  format: 'READ_STATES_FORMAT_ROARING' | 'READ_STATES_FORMAT_BLOCKS';
+  format: 'READ_STATES_FORMAT_ROARING' | 'READ_STATES_FORMAT_BLOCKS' | 'READ_STATES_FORMAT_COMPACT';
 }
 interface PublishRequest {
   id: string;
@@ -87,7 +87,7 @@ function feedPage(page: FeedPage) {
     events: page.events.map((e) => ({
       seq: e.seq,
       createTime: e.createTime,
-      bodyJson: JSON.stringify(e.body),
+      bodyJson: e.bodyJson,
       read: e.read,
     })),
   };
@@ -150,13 +150,13 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     ),
     GetStats: unary<UidRequest, unknown>((principal, req) => service.stats(principal, req.uid)),
     GetReadStates: unary<ReadStatesRequest, unknown>(async (principal, req) => {
-      const blocks = req.format === 'READ_STATES_FORMAT_BLOCKS';
-      const states = await service.readStates(
-        principal,
-        req.uid,
-        req.upTo,
-        blocks ? 'blocks' : 'roaring',
-      );
+      const format =
+        req.format === 'READ_STATES_FORMAT_BLOCKS'
+          ? 'blocks'
+          : req.format === 'READ_STATES_FORMAT_COMPACT'
+            ? 'compact'
+            : 'roaring';
+      const states = await service.readStates(principal, req.uid, req.upTo, format);
       return {
         headSeq: states.headSeq,
         floorSeq: states.floorSeq,
@@ -169,6 +169,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
                 bits: Buffer.from(b.base64, 'base64'),
               }))
             : [],
+        compact: 'compact' in states ? Buffer.from(states.compact, 'base64') : Buffer.alloc(0),
       };
     }),
   });

@@ -74,6 +74,12 @@ export const ReadStates = Type.Object(
       Type.String({ description: 'Base64 portable roaring bitmap of read seqs' }),
     ),
     blocks: Type.Optional(Type.Array(ReadBlock)),
+    compact: Type.Optional(
+      Type.String({
+        description:
+          'Base64: a kind byte (0 bitset, 1 roaring, 2 unread list, 3 read list), then that encoding',
+      }),
+    ),
   },
   { $id: 'ReadStates' },
 );

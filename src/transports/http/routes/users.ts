@@ -4,6 +4,7 @@ import { MiniPushError } from '../../../errors.js';
 import type { MiniPushService } from '../../../service.js';
 import { Accepted, Seq, SeqOrZero, UidParams, errorResponses } from '../schemas.js';
 import { traceHeaders } from '../../../telemetry/trace-context.js';
+import { feedPageJson, type FeedPage } from '../../../queries/feed-event.js';
 
 export interface UsersRoutesOptions {
   readonly service: MiniPushService;
@@ -48,9 +49,12 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         response: { 200: Type.Ref('FeedPage'), ...errorResponses(400, 401, 403) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const uid = uidOf(request.params);
       const { after, limit, from, to, order } = request.query;
+      // The page's JSON is built with the stored bodies spliced in; it has the FeedPage shape.
+      const send = (page: FeedPage) =>
+        reply.type('application/json; charset=utf-8').send(feedPageJson(page));
       if (from !== undefined || to !== undefined) {
         if (from === undefined || to === undefined) {
           throw new MiniPushError('MINIPUSH_INVALID_RANGE', 'a range fetch needs both from and to');
@@ -61,7 +65,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
             'give after (diff) or from/to (range), not both',
           );
         }
-        return service.fetch(request.principal, uid, { from, to, order, limit });
+        return send(await service.fetch(request.principal, uid, { from, to, order, limit }));
       }
       if (order !== undefined) {
         throw new MiniPushError(
@@ -69,7 +73,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
           'order applies to range fetches (from/to) only',
         );
       }
-      return service.diff(request.principal, uid, after ?? 0, limit);
+      return send(await service.diff(request.principal, uid, after ?? 0, limit));
     },
   );
 
@@ -92,13 +96,19 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
       schema: {
         summary: 'Which stored seqs are read',
         description:
-          "format=roaring (default): a base64 portable roaring bitmap of read seqs in [floorSeq, upTo]. format=blocks: the seed's block format for old clients.",
+          "format=roaring (default): a base64 portable roaring bitmap of read seqs in [floorSeq, upTo]. format=blocks: the seed's block format for old clients. format=compact: base64 of the smallest of a bitset, roaring, or a list of the unread or read seqs (docs/api.md).",
         tags: ['queries'],
         params: UidParams,
         querystring: Type.Object(
           {
             upTo: Type.Optional(SeqOrZero),
-            format: Type.Optional(Type.Union([Type.Literal('roaring'), Type.Literal('blocks')])),
+            format: Type.Optional(
+              Type.Union([
+                Type.Literal('roaring'),
+                Type.Literal('blocks'),
+                Type.Literal('compact'),
+              ]),
+            ),
           },
           { additionalProperties: false },
         ),

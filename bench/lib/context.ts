@@ -1,0 +1,25 @@
+import type { Row } from './result.js';
+import type { Services } from './services.js';
+
+/** What a benchmark gets from the runner. */
+export interface BenchContext {
+  /** The real Kafka and MariaDB, brought up on first use. */
+  services(): Promise<Services>;
+  /** Shorter windows (`--quick`): a smoke run, not the figures of record. */
+  readonly quick: boolean;
+  /** `--only=<text>`: run only the variants whose label contains it (e.g. `embedded/1`). */
+  readonly only: string | null;
+  log(message: string): void;
+}
+
+/** A benchmark's outcome before the runner stamps it with time and machine. */
+export interface Outcome {
+  readonly rows: Row[];
+  readonly details: Record<string, unknown>;
+}
+
+export interface Benchmark {
+  readonly name: string;
+  readonly description: string;
+  run(ctx: BenchContext): Promise<Outcome>;
+}

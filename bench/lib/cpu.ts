@@ -1,0 +1,89 @@
+import fs from 'node:fs';
+import os from 'node:os';
+
+const TICK = 100; // USER_HZ on Linux
+
+function processTicks(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may contain spaces; utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return null;
+  }
+}
+
+function systemTicks(): { busy: number; total: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (values[3] ?? 0) + (values[4] ?? 0);
+  const total = values.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** Pids of the services' own processes (the Kafka broker's JVM, mariadbd), found by command line. */
+export function servicePids(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline: string;
+    try {
+      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (cmdline.includes('kafka.Kafka') && out.kafka === undefined) out.kafka = Number(entry);
+    else if (
+      cmdline.startsWith('/usr/sbin/mariadbd') ||
+      cmdline.split('\0')[0]?.endsWith('mariadbd')
+    )
+      out.mariadb ??= Number(entry);
+  }
+  return out;
+}
+
+/** CPU use over a window: per labelled process in % of one core, and the box's in % of all. */
+export interface CpuReport {
+  readonly seconds: number;
+  readonly processes: Record<string, number>;
+  readonly systemBusyPercent: number;
+  readonly cores: number;
+}
+
+/** Starts measuring; `stop()` returns what each process used since. */
+export function cpuWindow(pids: Record<string, number>): { stop(): CpuReport } {
+  const started = performance.now();
+  const before = Object.fromEntries(
+    Object.entries(pids).map(([label, pid]) => [label, processTicks(pid)]),
+  );
+  const sysBefore = systemTicks();
+  return {
+    stop() {
+      const seconds = (performance.now() - started) / 1000;
+      const processes: Record<string, number> = {};
+      for (const [label, pid] of Object.entries(pids)) {
+        const a = before[label];
+        const b = processTicks(pid);
+        if (a === null || a === undefined || b === null) continue;
+        processes[label] = Math.round((((b - a) / TICK) * 100) / seconds);
+      }
+      const sysAfter = systemTicks();
+      const busy = sysAfter.busy - sysBefore.busy;
+      const total = sysAfter.total - sysBefore.total;
+      const systemBusyPercent = total > 0 ? Math.round((busy / total) * 100) : 0;
+      const cores = os.cpus().length;
+      const accounted = Object.values(processes).reduce((a, b) => a + b, 0);
+      // Everything else on the box (the kernel's own work, other users' processes), in % of a core.
+      processes.other = Math.max(0, systemBusyPercent * cores - accounted);
+      return { seconds: Math.round(seconds * 10) / 10, processes, systemBusyPercent, cores };
+    },
+  };
+}
+
+/** Resident set size of a process in bytes. */
+export function rssBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}

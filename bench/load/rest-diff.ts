@@ -1,0 +1,69 @@
+/**
+ * REST diff load: autocannon with `connections` clients, each request a random user's page of
+ * events after a random seq, authenticated with that user's JWT.
+ */
+import { createHmac } from 'node:crypto';
+import autocannon from 'autocannon';
+import { reply, serve, type Message } from '../lib/child.js';
+
+interface Setup {
+  readonly url: string;
+  readonly secret: string;
+  readonly users: number;
+  readonly firstUid: number;
+  readonly eventsPerUser: number;
+  readonly pageSize: number;
+  readonly connections: number;
+  readonly seconds: number;
+}
+
+function token(secret: string, uid: number): string {
+  const enc = (v: string | Buffer) => Buffer.from(v).toString('base64url');
+  const header = enc(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const now = Math.floor(Date.now() / 1000);
+  const payload = enc(JSON.stringify({ sub: String(uid), iat: now, exp: now + 7200 }));
+  return `${header}.${payload}.${enc(createHmac('sha256', secret).update(`${header}.${payload}`).digest())}`;
+}
+
+serve(async (message: Message) => {
+  if (message.type !== 'run') throw new Error(`unknown command ${message.type}`);
+  const setup = message.setup as Setup;
+  const tokens = Array.from({ length: setup.users }, (_, i) =>
+    token(setup.secret, setup.firstUid + i),
+  );
+  let bad = 0;
+  const result = await autocannon({
+    url: setup.url,
+    connections: setup.connections,
+    pipelining: 1,
+    duration: setup.seconds,
+    requests: [
+      {
+        method: 'GET',
+        setupRequest: (request) => {
+          const i = Math.floor(Math.random() * setup.users);
+          const after = Math.floor(Math.random() * (setup.eventsPerUser - setup.pageSize));
+          return {
+            ...request,
+            path: `/v1/users/${setup.firstUid + i}/events?after=${after}&limit=${setup.pageSize}`,
+            headers: { authorization: `Bearer ${tokens[i]}` },
+          };
+        },
+        onResponse: (status) => {
+          if (status !== 200) bad++;
+        },
+      },
+    ],
+  });
+  reply({
+    type: 'result',
+    requests: result.requests.total,
+    perSecond: result.requests.average,
+    seconds: result.duration,
+    latency: result.latency,
+    non2xx: result.non2xx + bad,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    bytesPerSecond: result.throughput.average,
+  });
+});
