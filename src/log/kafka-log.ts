@@ -28,6 +28,20 @@ import type { TopicNames } from './topics.js';
 // kafkajs spreads its error classes into module.exports, which Node's ESM named-export detection misses.
 const { KafkaJSError, Partitioners } = kafkajs;
 
+/** Errors by which the group coordinator says this member no longer owns its partitions. */
+const MEMBERSHIP_ERRORS = new Set([
+  'UNKNOWN_MEMBER_ID',
+  'ILLEGAL_GENERATION',
+  'REBALANCE_IN_PROGRESS',
+  'FENCED_INSTANCE_ID',
+  'NOT_COORDINATOR_FOR_GROUP',
+]);
+
+function isMembershipError(err: unknown): boolean {
+  const type = (err as { type?: unknown } | null)?.type;
+  return typeof type === 'string' && MEMBERSHIP_ERRORS.has(type);
+}
+
 function headersToRecord(headers: IHeaders | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   if (!headers) return out;
@@ -390,12 +404,21 @@ class KafkaLogConsumer {
             records.push(toLogRecord(partition, message));
           }
           if (records.length > 0) {
+            // kafkajs heartbeats only when asked. Once the coordinator says this member is gone
+            // (its session expired during a long batch, or a rebalance began), the batch must
+            // end so kafkajs can rejoin: retrying it would hold the partition forever.
+            const membership: { lost: Error | null } = { lost: null };
             try {
               await this.options.onBatch(
                 { partition, records },
                 {
-                  heartbeat: () => payload.heartbeat(),
-                  isActive: () => payload.isRunning() && !payload.isStale(),
+                  heartbeat: () =>
+                    payload.heartbeat().catch((err: unknown) => {
+                      if (isMembershipError(err)) membership.lost = err as Error;
+                      throw err;
+                    }),
+                  isActive: () =>
+                    membership.lost === null && payload.isRunning() && !payload.isStale(),
                 },
               );
             } catch (err) {
@@ -403,6 +426,8 @@ class KafkaLogConsumer {
               // mark the error retriable so kafkajs retries and, at worst, restarts the member
               // instead of leaving the partition unconsumed.
               this.positions.delete(partition);
+              // The coordinator's own answer lets kafkajs rejoin the group at once.
+              if (membership.lost !== null) throw membership.lost;
               throw new KafkaJSError(err instanceof Error ? err : String(err), { retriable: true });
             }
             const last = records[records.length - 1]!.offset;

@@ -89,6 +89,49 @@ describe('Kafka log adapter against the real broker', () => {
     expect(seen.find((r) => r.value?.toString() === 'two')?.key).toBe('b');
   });
 
+  it('should end a batch that outlived its group membership, rejoin and get the records again', async () => {
+    // Given a consumer whose batch outlives its 6 s session without a heartbeat, then retries
+    // (as the projector does while MariaDB is down) for as long as the batch says it is active,
+    const shortSession = new KafkaCommandLog({
+      kafka,
+      topics,
+      log: logger,
+      sessionTimeoutMs: 6000,
+    });
+    await shortSession.append([{ partition: 0, key: 'slow', value: Buffer.from('late') }]);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const activeAfterLoss: boolean[] = [];
+    let deliveries = 0;
+    let redelivered!: () => void;
+    const again = new Promise<void>((resolve) => (redelivered = resolve));
+    const consumer = shortSession.consume({
+      group: `${prefix}.g2`,
+      startOffset: () => Promise.resolve(0),
+      onBatch: async (batch, control) => {
+        if (!batch.records.some((r) => r.value?.toString() === 'late')) return;
+        deliveries++;
+        if (deliveries > 1) return redelivered();
+        await sleep(9000);
+        for (let attempt = 0; attempt < 40 && control.isActive(); attempt++) {
+          await control.heartbeat().catch(() => sleep(250));
+        }
+        activeAfterLoss.push(control.isActive());
+        throw new Error('the store is still down');
+      },
+    });
+    try {
+      await consumer.ready();
+      // when the coordinator has forgotten the member, the batch is no longer active, and the
+      // rejoined member gets the same record again.
+      await again;
+      expect(activeAfterLoss).toEqual([false]);
+      expect(deliveries).toBe(2);
+    } finally {
+      await consumer.stop();
+      await shortSession.close();
+    }
+  }, 60_000);
+
   it('should deliver head changes to a subscriber', async () => {
     const received: HeadChange[] = [];
     let done!: () => void;
