@@ -78,6 +78,50 @@ export class FencedError extends Error {
   override readonly name = 'FencedError';
 }
 
+/**
+ * Deliveries one transaction writes at most. A Kafka fetch can hold a megabyte of commands per
+ * partition (150,000 deliveries when each has 100 recipients); one transaction for all of it
+ * holds row locks and the group session for seconds, and the coordinator drops a member that
+ * stays silent past its session timeout.
+ */
+export const MAX_DELIVERIES_PER_TRANSACTION = 10_000;
+
+/** Commands applied in one transaction, and the offsets it moves the partition between. */
+export interface TransactionSlice<T = LocalCommand> {
+  readonly local: readonly T[];
+  readonly firstOffset: number;
+  readonly nextOffset: number;
+}
+
+/**
+ * Cuts a batch's commands into slices of about {@link MAX_DELIVERIES_PER_TRANSACTION}
+ * deliveries, cutting only after a command, so each slice's offsets cover the records between
+ * (dead letters and forwards included); the last slice ends at `end`.
+ */
+export function transactionSlices<
+  T extends { readonly record: { readonly offset: number }; readonly uids: readonly number[] },
+>(local: readonly T[], first: number, end: number): TransactionSlice<T>[] {
+  const slices: TransactionSlice<T>[] = [];
+  let firstOffset = first;
+  let current: T[] = [];
+  let weight = 0;
+  for (const item of local) {
+    current.push(item);
+    weight += Math.max(1, item.uids.length);
+    if (weight >= MAX_DELIVERIES_PER_TRANSACTION) {
+      const nextOffset = item.record.offset + 1;
+      slices.push({ local: current, firstOffset, nextOffset });
+      firstOffset = nextOffset;
+      current = [];
+      weight = 0;
+    }
+  }
+  const last = slices.at(-1);
+  if (current.length === 0 && last) slices[slices.length - 1] = { ...last, nextOffset: end };
+  else slices.push({ local: current, firstOffset, nextOffset: end });
+  return slices;
+}
+
 interface LocalCommand {
   readonly record: LogRecord;
   readonly command: CommandRecord;
@@ -262,13 +306,43 @@ export class Projector {
     if (toApply.length === 0) return;
 
     const { letters, forwards, local } = this.route(toApply, partition, state);
-    // Before the commit: a crash after these sends re-sends them, and both are safe to repeat
+    // Before the commits: a crash after these sends re-sends them, and both are safe to repeat
     // (dead letters are at-least-once; forwarded records are deduped on their origin).
     await this.options.log.deadLetter(letters);
     await this.options.log.append(forwards);
 
-    const firstOffset = toApply[0]!.offset;
-    const nextOffset = toApply[toApply.length - 1]!.offset + 1;
+    let deliveries = 0;
+    let readCommands = 0;
+    const end = toApply[toApply.length - 1]!.offset + 1;
+    for (const slice of transactionSlices(local, toApply[0]!.offset, end)) {
+      const applied = await this.applySlice(partition, state, slice, control);
+      deliveries += applied.deliveries;
+      readCommands += applied.readCommands;
+    }
+
+    this.options.hooks?.onBatch?.({
+      partition,
+      records: toApply.length,
+      deliveries,
+      readCommands,
+      deadLetters: letters.length,
+      forwarded: forwards.length,
+      durationMs: performance.now() - started,
+      lag: null,
+    });
+  }
+
+  /**
+   * Projects one slice of a batch in one transaction that also moves the partition's offset to
+   * the slice's end, then publishes the head changes it made.
+   */
+  private async applySlice(
+    partition: number,
+    state: PartitionState,
+    slice: TransactionSlice,
+    control: BatchControl,
+  ): Promise<{ deliveries: number; readCommands: number }> {
+    const { local, firstOffset, nextOffset } = slice;
     const applied = await withRetry(
       async () => {
         // Keeps the group membership while a store outage makes attempts fail early.
@@ -318,17 +392,7 @@ export class Projector {
     for (const [source, offset] of applied.forwardMarks) state.forwarded.set(source, offset);
     this.options.hooks?.onApplied?.(partition, nextOffset);
     await this.options.feed.publish(applied.projection.changes());
-
-    this.options.hooks?.onBatch?.({
-      partition,
-      records: toApply.length,
-      deliveries: applied.deliveries,
-      readCommands: applied.readCommands,
-      deadLetters: letters.length,
-      forwarded: forwards.length,
-      durationMs: performance.now() - started,
-      lag: null,
-    });
+    return { deliveries: applied.deliveries, readCommands: applied.readCommands };
   }
 
   /** Splits records into dead letters, records for other partitions, and commands to apply. */
