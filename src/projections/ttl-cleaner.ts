@@ -105,15 +105,11 @@ export class TtlCleaner {
       if (rows.length === 0) return 0;
       const floors = new Map<number, number>();
       for (const row of rows) floors.set(row.uid, Math.max(floors.get(row.uid) ?? 0, row.seq + 1));
-      // Deleting by primary key keeps the lock footprint to exactly these rows.
-      for (let i = 0; i < rows.length; i += 200) {
-        const part = rows.slice(i, i + 200);
-        await trx('user_events')
-          .whereIn(
-            ['uid', 'seq'],
-            part.map((r) => [r.uid, r.seq]),
-          )
-          .delete();
+      // One full-key equality per row: InnoDB then locks exactly these rows. A `(uid, seq) IN`
+      // list was scanned per uid with next-key locks, over rows deleted but not yet purged and
+      // into the gap after each feed's last row, where the projector inserts new deliveries.
+      for (const row of rows) {
+        await trx('user_events').where({ uid: row.uid, seq: row.seq }).delete();
       }
       const mysql = dialectOf(db) === 'mysql';
       // Ascending uids, the order the projector locks user_states rows in: any other order
