@@ -26,17 +26,18 @@ const CONSUMER = 5;
 
 /** The span and its ancestors up to the root of its trace, through parentSpanId. */
 async function ancestry(spans: ReceivedSpan[], leaf: ReceivedSpan): Promise<ReceivedSpan[]> {
-  const trace = await eventually(
-    () => spans.filter((s) => s.traceId === leaf.traceId),
-    (found) => found.some((s) => s.parentSpanId === null),
-  );
-  const byId = new Map(trace.map((s) => [s.spanId, s]));
-  const chain: ReceivedSpan[] = [];
-  for (let s: ReceivedSpan | undefined = leaf; s;) {
-    chain.push(s);
-    s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined;
-  }
-  return chain;
+  // Processes export on their own schedules: wait until the chain from the leaf reaches a root,
+  // not merely until some root of the trace has arrived.
+  const chainOf = () => {
+    const byId = new Map(spans.filter((s) => s.traceId === leaf.traceId).map((s) => [s.spanId, s]));
+    const chain: ReceivedSpan[] = [];
+    for (let s: ReceivedSpan | undefined = leaf; s;) {
+      chain.push(s);
+      s = s.parentSpanId ? byId.get(s.parentSpanId) : undefined;
+    }
+    return chain;
+  };
+  return eventually(chainOf, (chain) => chain.at(-1)?.parentSpanId === null);
 }
 
 async function findSpan(spans: ReceivedSpan[], name: string, key: string, value: unknown) {
