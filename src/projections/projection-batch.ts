@@ -63,7 +63,6 @@ export interface CommandResult {
 }
 
 const CHUNK = 500;
-const EVENT_ID_CHUNK = 100;
 
 function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
   const out: T[][] = [];
@@ -169,10 +168,7 @@ export class ProjectionBatch {
     uids: ReadonlySet<number>,
     eventIds: ReadonlySet<string>,
   ): Promise<void> {
-    // Short IN lists: from 200 values (eq_range_index_dive_limit) MariaDB estimates from index
-    // statistics, which events with many recipients skew, and scanned the whole (event_id, uid)
-    // index instead: 1 s a query at 100,000 rows, every batch.
-    for (const part of chunks([...eventIds], EVENT_ID_CHUNK)) {
+    for (const part of chunks([...eventIds])) {
       const rows = await typed<
         Array<{
           event_id: string;
