@@ -4,12 +4,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Kafka, logLevel } from 'kafkajs';
 import knexFactory, { type Knex } from 'knex';
 import { openBackend } from '../../src/backend.js';
 import { loadConfig, SETTINGS, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { prepareBackend } from '../../src/runtime.js';
+import { dropKafkaPrefix } from '../../test/helpers/harness.js';
 import { ROOT, type Services } from './services.js';
 
 export const BIN = path.join(ROOT, 'dist/src/bin.js');
@@ -220,7 +220,9 @@ export async function kafkaDeployment(
     db: () => (handle ??= knexFactory({ client: 'mysql2', connection: config.mysqlUrl })),
     async destroy() {
       await handle?.destroy();
-      await dropKafkaPrefix(services.kafkaBrokers, config.topicPrefix).catch(() => undefined);
+      await dropKafkaPrefix(services.kafkaBrokers.split(','), config.topicPrefix).catch(
+        () => undefined,
+      );
       const again = knexFactory({ client: 'mysql2', connection: services.mysqlUrl });
       try {
         await again.raw(`DROP DATABASE IF EXISTS \`${database}\``);
@@ -247,26 +249,6 @@ export function embeddedDeployment(overrides: Partial<Config> = {}): Deployment 
     },
     destroy: () => Promise.resolve(fs.rmSync(dataDir, { recursive: true, force: true })),
   };
-}
-
-/** Deletes the topics and consumer groups named `<prefix>.…`. */
-export async function dropKafkaPrefix(brokers: string, prefix: string): Promise<void> {
-  const kafka = new Kafka({
-    clientId: 'minipush-bench-cleanup',
-    brokers: brokers.split(','),
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const mine = (name: string) => name.startsWith(`${prefix}.`);
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter(mine);
-    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
-    const topics = (await admin.listTopics()).filter(mine);
-    if (topics.length > 0) await admin.deleteTopics({ topics });
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 /** Reads one Prometheus counter or gauge from a process's /metrics, summed over its labels. */

@@ -1,10 +1,6 @@
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
+import { bringUpServices } from '../../test/helpers/harness.js';
 
-const run = promisify(execFile);
-export const ROOT = path.resolve(import.meta.dirname, '../../..');
-const script = path.join(ROOT, 'scripts', 'services.sh');
+export { ROOT } from '../../test/helpers/harness.js';
 
 /** Where the real Kafka and MariaDB are, and how to let go of them afterwards. */
 export interface Services {
@@ -12,15 +8,6 @@ export interface Services {
   readonly mysqlUrl: string;
   /** Stops what this run started (nothing when the services were already there). */
   release(): Promise<void>;
-}
-
-async function servicesUp(): Promise<boolean> {
-  try {
-    await run(script, ['status']);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -35,30 +22,10 @@ export async function acquireServices(): Promise<Services> {
   if (kafka !== '' && mysql !== '') {
     return { kafkaBrokers: kafka, mysqlUrl: mysql, release: () => Promise.resolve() };
   }
-  const wasUp = await servicesUp();
-  const child = execFile(script, ['up'], { maxBuffer: 64 * 1024 * 1024 });
-  child.stderr?.pipe(process.stderr);
-  await new Promise<void>((resolve, reject) => {
-    child.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`services.sh up exited with ${code}`)),
-    );
-    child.on('error', reject);
-  });
-  const { stdout } = await run(script, ['env']);
-  const env = Object.fromEntries(
-    stdout
-      .trim()
-      .split('\n')
-      .map((line) => {
-        const at = line.indexOf('=');
-        return [line.slice(0, at), line.slice(at + 1)];
-      }),
-  );
+  const { env, release } = await bringUpServices();
   return {
     kafkaBrokers: env.MINIPUSH_KAFKA_BROKERS ?? '',
     mysqlUrl: env.MINIPUSH_MYSQL_URL ?? '',
-    release: async () => {
-      if (!wasUp) await run(script, ['down']);
-    },
+    release,
   };
 }

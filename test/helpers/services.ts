@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import knexFactory from 'knex';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
+import { dropKafkaPrefix } from './harness.js';
 
 export function kafkaBrokers(): string[] {
   return inject('kafkaBrokers').split(',');
@@ -93,28 +93,8 @@ export async function backendConfig(
   return {
     config,
     cleanup: async () => {
-      await dropKafkaPrefix(config.topicPrefix);
+      await dropKafkaPrefix(kafkaBrokers(), config.topicPrefix);
       await db.drop();
     },
   };
-}
-
-/** Deletes the topics and consumer groups named `<prefix>.…` from the test broker. */
-export async function dropKafkaPrefix(prefix: string): Promise<void> {
-  const kafka = new Kafka({
-    clientId: 'minipush-test-cleanup',
-    brokers: kafkaBrokers(),
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const mine = (name: string) => name.startsWith(`${prefix}.`);
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter(mine);
-    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
-    const topics = (await admin.listTopics()).filter(mine);
-    if (topics.length > 0) await admin.deleteTopics({ topics });
-  } finally {
-    await admin.disconnect();
-  }
 }

@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Kafka, logLevel } from 'kafkajs';
+
+/**
+ * The real-services harness as the test suite and the benchmarks both use it: plain Node, no
+ * vitest, so `npm run bench` can import it too.
+ */
+const run = promisify(execFile);
+
+/** The checkout's root, from the sources (vitest) or from their build under dist/ (benchmarks). */
+function projectRoot(): string {
+  for (let dir = import.meta.dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'scripts', 'services.sh'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error('scripts/services.sh not found above ' + dir);
+  }
+}
+
+export const ROOT = projectRoot();
+const script = path.join(ROOT, 'scripts', 'services.sh');
+
+/** The services that `scripts/services.sh up` brought up, by their MINIPUSH_* variables. */
+export interface RunningServices {
+  readonly env: Readonly<Record<string, string>>;
+  /** Stops the services if this call started them. */
+  readonly release: () => Promise<void>;
+}
+
+async function servicesUp(): Promise<boolean> {
+  try {
+    await run(script, ['status']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Brings up the real Kafka broker and MariaDB with the project's own script (installing them on
+ * a fresh machine) and reads their addresses from `services.sh env`.
+ */
+export async function bringUpServices(): Promise<RunningServices> {
+  const wasUp = await servicesUp();
+  const child = execFile(script, ['up'], { maxBuffer: 64 * 1024 * 1024 });
+  child.stderr?.pipe(process.stderr);
+  await new Promise<void>((resolve, reject) => {
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`services.sh up exited with ${code}`)),
+    );
+    child.on('error', reject);
+  });
+  const { stdout } = await run(script, ['env']);
+  const env = Object.fromEntries(
+    stdout
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const at = line.indexOf('=');
+        return [line.slice(0, at), line.slice(at + 1)];
+      }),
+  );
+  return {
+    env,
+    release: async () => {
+      if (!wasUp) await run(script, ['down']);
+    },
+  };
+}
+
+/** Deletes the topics and consumer groups named `<prefix>.…`. */
+export async function dropKafkaPrefix(brokers: readonly string[], prefix: string): Promise<void> {
+  const kafka = new Kafka({
+    clientId: 'minipush-cleanup',
+    brokers: [...brokers],
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const mine = (name: string) => name.startsWith(`${prefix}.`);
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter(mine);
+    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
+    const topics = (await admin.listTopics()).filter(mine);
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
+  }
+}
