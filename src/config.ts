@@ -588,6 +588,17 @@ export function settingsMarkdown(): string {
   ].join('\n');
 }
 
+/** The `MINIPUSH_*` environment that reproduces these config values in another process. */
+export function configEnv(values: Partial<Config>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (value === undefined) continue;
+    const setting = SETTINGS[name as keyof Config];
+    env[setting.env] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return env;
+}
+
 /** The config with secrets masked, for logs and `minipush config`. */
 export function redacted(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = { ...config };

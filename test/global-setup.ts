@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { bringUpServices } from './helpers/harness.js';
+import { bringUpServices } from '../scripts/harness/services.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

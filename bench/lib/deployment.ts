@@ -6,10 +6,10 @@ import path from 'node:path';
 import readline from 'node:readline';
 import knexFactory, { type Knex } from 'knex';
 import { openBackend } from '../../src/backend.js';
-import { loadConfig, SETTINGS, type Config } from '../../src/config.js';
+import { configEnv, loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { prepareBackend } from '../../src/runtime.js';
-import { dropKafkaPrefix } from '../../test/helpers/harness.js';
+import { dropKafkaPrefix } from '../../scripts/harness/services.js';
 import { ROOT, type Services } from './services.js';
 
 export const BIN = path.join(ROOT, 'dist/src/bin.js');
@@ -18,17 +18,6 @@ export const JWT_SECRET = 'bench-jwt-secret-0123456789-0123456789';
 
 export function randomName(prefix: string): string {
   return `${prefix}_${randomBytes(5).toString('hex')}`;
-}
-
-/** The MINIPUSH_* environment that reproduces these config values in a child process. */
-export function configEnv(values: Partial<Config>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(values)) {
-    if (value === undefined) continue;
-    const setting = SETTINGS[name as keyof Config];
-    env[setting.env] = Array.isArray(value) ? value.join(',') : String(value);
-  }
-  return env;
 }
 
 /** One `minipush serve` process of a benchmark. */

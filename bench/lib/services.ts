@@ -1,6 +1,6 @@
-import { bringUpServices } from '../../test/helpers/harness.js';
+import { bringUpServices } from '../../scripts/harness/services.js';
 
-export { ROOT } from '../../test/helpers/harness.js';
+export { ROOT } from '../../scripts/harness/services.js';
 
 /** Where the real Kafka and MariaDB are, and how to let go of them afterwards. */
 export interface Services {

@@ -4,11 +4,11 @@ import { promisify } from 'node:util';
 import knexFactory, { type Knex } from 'knex';
 import { createLogger } from '../../src/logger.js';
 import { openBackend } from '../../src/backend.js';
-import { loadConfig, type Config } from '../../src/config.js';
+import { configEnv, loadConfig, type Config } from '../../src/config.js';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { prepareBackend } from '../../src/runtime.js';
 import { typed } from '../../src/store/database.js';
-import { deploymentEnv, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
+import { spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
 import { randomName } from '../helpers/services.js';
 import { API_KEY, JWT_SECRET, signUserToken } from '../helpers/stack.js';
@@ -117,7 +117,7 @@ export class Deployment {
 
   env(extra: Partial<Config> = {}): Record<string, string> {
     const c = { ...this.config, ...extra };
-    return deploymentEnv({
+    return configEnv({
       kafkaBrokers: c.kafkaBrokers,
       mysqlUrl: c.mysqlUrl,
       topicPrefix: c.topicPrefix,

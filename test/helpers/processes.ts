@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
-import { SETTINGS, type Config } from '../../src/config.js';
 
 /** The `minipush` bin: starts tracing first when OTEL_* asks for it, then runs the CLI. */
 export const CLI = path.resolve(import.meta.dirname, '../../dist/src/bin.js');
@@ -117,17 +116,6 @@ export function spawnMiniPush(
       }
     });
   });
-}
-
-/** The MINIPUSH_* environment that reproduces these config values in a child process. */
-export function deploymentEnv(values: Partial<Config>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(values)) {
-    if (value === undefined) continue;
-    const setting = SETTINGS[name as keyof Config];
-    env[setting.env] = Array.isArray(value) ? value.join(',') : String(value);
-  }
-  return env;
 }
 
 /**

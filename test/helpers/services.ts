@@ -5,7 +5,7 @@ import path from 'node:path';
 import knexFactory from 'knex';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
-import { dropKafkaPrefix } from './harness.js';
+import { dropKafkaPrefix } from '../../scripts/harness/services.js';
 
 export function kafkaBrokers(): string[] {
   return inject('kafkaBrokers').split(',');

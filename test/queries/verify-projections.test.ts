@@ -2,8 +2,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config.js';
-import { deploymentEnv } from '../helpers/processes.js';
+import { configEnv, type Config } from '../../src/config.js';
 import { verifyProjections } from '../../src/queries/verify-projections.js';
 import type { Runtime } from '../../src/runtime.js';
 import { startPipeline } from '../helpers/pipeline.js';
@@ -17,7 +16,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('verifyProjections on %s', (
   let cleanup: () => Promise<void>;
 
   async function cli(): Promise<{ code: number; report: any }> {
-    const env = deploymentEnv({
+    const env = configEnv({
       kafkaBrokers: config.kafkaBrokers,
       mysqlUrl: config.mysqlUrl,
       dataDir: config.dataDir,

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBackend } from '../../src/backend.js';
+import { configEnv } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { prepareBackend } from '../../src/runtime.js';
 import { SPAN } from '../../src/telemetry/spans.js';
@@ -11,12 +12,7 @@ import {
   type ReceivedSpan,
 } from '../helpers/otlp-receiver.js';
 import { eventually } from '../helpers/pipeline.js';
-import {
-  deploymentEnv,
-  killAll,
-  spawnMiniPush,
-  type MiniPushProcess,
-} from '../helpers/processes.js';
+import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
 import { backendConfig, tempDir } from '../helpers/services.js';
 import { API_KEY, JWT_SECRET, signUserToken } from '../helpers/stack.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
@@ -76,7 +72,7 @@ describe('tracing across processes (Kafka + MariaDB)', () => {
     commandsTopic = backend.topics.commands;
     await backend.close();
     const env = {
-      ...deploymentEnv({
+      ...configEnv({
         kafkaBrokers: c.kafkaBrokers,
         mysqlUrl: c.mysqlUrl,
         topicPrefix: c.topicPrefix,
