@@ -3,11 +3,13 @@ import type { Knex } from 'knex';
 import type { Config } from './config.js';
 import { EmbeddedCommandLog, LocalChangeFeed } from './log/embedded-log.js';
 import { createKafka } from './log/kafka-client.js';
-import { KafkaChangeFeed, KafkaCommandLog } from './log/kafka-log.js';
+import { KafkaChangeFeed } from './log/kafka-change-feed.js';
+import { KafkaCommandLog } from './log/kafka-command-log.js';
 import type { ChangeFeed, CommandLog } from './log/log.js';
 import { topicNames, type TopicNames } from './log/topics.js';
+import { ensureTopics } from './log/topics.js';
 import type { Logger } from './logger.js';
-import { openDatabase } from './store/database.js';
+import { migrateLatest, openDatabase } from './store/database.js';
 
 /** The store and the log a process works with, chosen by configuration. */
 export interface Backend {
@@ -35,6 +37,7 @@ export function openBackend(config: Config, logger: Logger): Backend {
     kafka = createKafka({
       brokers: config.kafkaBrokers,
       clientId: config.kafkaClientId,
+      retries: config.kafkaRetries,
       log: logger,
     });
     log = new KafkaCommandLog({
@@ -73,4 +76,24 @@ export function openBackend(config: Config, logger: Logger): Backend {
       await db.destroy();
     },
   };
+}
+
+/** Applies pending migrations and creates missing Kafka topics. */
+export async function prepareBackend(
+  config: Config,
+  backend: Backend,
+  logger: Logger,
+): Promise<void> {
+  const applied = await migrateLatest(backend.db);
+  if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+  if (backend.kafka) {
+    const admin = backend.kafka.admin();
+    await admin.connect();
+    try {
+      const created = await ensureTopics(admin, config);
+      if (created.length > 0) logger.info({ topics: created }, 'topics created');
+    } finally {
+      await admin.disconnect();
+    }
+  }
 }

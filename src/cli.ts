@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import {
+  commandLimits,
   ConfigError,
   loadConfig,
   redacted,
@@ -7,13 +8,13 @@ import {
   settingsMarkdown,
   type Config,
 } from './config.js';
-import { openBackend } from './backend.js';
 import { createLogger, type Logger } from './logger.js';
-import { commandLimits, prepareBackend, startRuntime, type Runtime } from './runtime.js';
+import { prepareBackend, openBackend } from './backend.js';
+import { startRuntime, type Runtime } from './runtime.js';
 import { rebuildProjections, RebuildRefused } from './projections/rebuild.js';
 import { migrateDown, migrateLatest } from './store/database.js';
 import { packageVersion } from './version.js';
-import { verifyProjections } from './queries/verify-projections.js';
+import { verifyProjections } from './projections/verify-projections.js';
 import { ensureTopics } from './log/topics.js';
 
 const USAGE = `Usage: minipush <command> [settings]

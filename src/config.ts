@@ -8,116 +8,13 @@ export type Role = (typeof ROLES)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/**
- * The whole validated configuration. Every field is documented in {@link SETTINGS}, which is also
- * what `minipush --help` prints and what `docs/configuration.md` lists.
- */
-export interface Config {
-  /** Folder for the embedded default's SQLite database and log. Default `./data`. */
-  readonly dataDir: string;
-  /** Kafka bootstrap brokers; empty means the embedded log. Default empty. */
-  readonly kafkaBrokers: readonly string[];
-  /** Kafka client id. Default `minipush`. */
-  readonly kafkaClientId: string;
-  /**
-   * Kafka consumer-group session timeout in ms: how long a projector that died without leaving
-   * its group (killed, host lost) keeps its partitions before the others take them over. The
-   * broker accepts 6 s to 30 min by default. Default 10000.
-   */
-  readonly kafkaSessionTimeoutMs: number;
-  /** MySQL/MariaDB URL; empty means SQLite under `dataDir`. Default empty. */
-  readonly mysqlUrl: string;
-  /** Connections in the SQL pool. Default 10. */
-  readonly mysqlPoolSize: number;
-  /** Prefix of every topic name (`<prefix>.commands` …). Default `minipush`. */
-  readonly topicPrefix: string;
-  /** Partitions of the commands topic; fixed once the topic exists. Default 8. */
-  readonly partitions: number;
-  /** Replication factor for created topics. Default 1. */
-  readonly replicationFactor: number;
-  /** Retention of the commands log in ms; -1 keeps it forever (needed for exact rebuilds). */
-  readonly logRetentionMs: number;
-  /** Roles this process runs. Default all. */
-  readonly roles: readonly Role[];
-  /** Interface for HTTP (REST + WebSocket) and gRPC. Default `127.0.0.1`. */
-  readonly host: string;
-  /** HTTP port for REST and WebSocket; 0 picks a free one. Default 8080. */
-  readonly httpPort: number;
-  /** gRPC port; 0 picks a free one, -1 disables gRPC. Default 9090. */
-  readonly grpcPort: number;
-  /** Events older than this many ms are deleted by the cleaner. Default 30 days. */
-  readonly eventTtlMs: number;
-  /** Largest event body, as serialised JSON bytes. Default 4096. */
-  readonly bodyLimitBytes: number;
-  /** Most recipients of one published event. Default 10000. */
-  readonly maxRecipients: number;
-  /** Longest caller-supplied event id, in characters. Default 128. */
-  readonly maxEventIdLength: number;
-  /** Most seqs in one read/unread command. Default 10000. */
-  readonly maxSeqsPerCommand: number;
-  /** Page size of a diff when the caller gives none. Default 100. */
-  readonly defaultLimit: number;
-  /** Largest page a diff or fetch may ask for. Default 1000. */
-  readonly maxLimit: number;
-  /** How long `?wait=true` waits for the projection, in ms. Default 10000. */
-  readonly waitTimeoutMs: number;
-  /** Live WebSocket sessions per user across all hubs. Default 5. */
-  readonly sessionQuota: number;
-  /** Most WebSocket sessions one hub process holds. Default 19000. */
-  readonly maxSessionsPerHub: number;
-  /** Most concurrent WebSocket connections from one IP address; 0 means no limit. Default 200. */
-  readonly maxConnectionsPerIp: number;
-  /** At most one nudge per user per this window, in ms. Default 50. */
-  readonly nudgeWindowMs: number;
-  /** WebSocket ping interval in ms. Default 25000. */
-  readonly pingIntervalMs: number;
-  /** A session that does not answer a ping within this many ms is closed. Default 10000. */
-  readonly pongTimeoutMs: number;
-  /** Largest WebSocket message a client may send, in bytes. Default 65536. */
-  readonly wsMaxMessageBytes: number;
-  /** A session whose unsent buffer exceeds this many bytes is closed. Default 1 MiB. */
-  readonly wsMaxBufferedBytes: number;
-  /** Allowed WebSocket `Origin` values; empty allows any. Default empty. */
-  readonly wsAllowedOrigins: readonly string[];
-  /** How often a hub announces it is alive, in ms. Default 2000. */
-  readonly hubHeartbeatMs: number;
-  /** Sessions of a hub silent for this many ms stop counting towards quotas. Default 10000. */
-  readonly hubTimeoutMs: number;
-  /** Lets users send end-to-end messages over their WebSocket. Default false. */
-  readonly e2eEnabled: boolean;
-  /** Largest end-to-end message body, in bytes. Default 1024. */
-  readonly e2eMaxBodyBytes: number;
-  /** End-to-end messages a user may send per minute. Default 60. */
-  readonly e2eRatePerMinute: number;
-  /** API keys of business servers (comma-separated). Default none. */
-  readonly apiKeys: readonly string[];
-  /** HS256 secret for user JWTs. Default none. */
-  readonly jwtSecret: string;
-  /** PEM public key (RS256/ES256/EdDSA) for user JWTs. Default none. */
-  readonly jwtPublicKey: string;
-  /** JWKS URL for user JWTs. Default none. */
-  readonly jwtJwksUrl: string;
-  /** Required `iss` claim of user JWTs, if set. */
-  readonly jwtIssuer: string;
-  /** Required `aud` claim of user JWTs, if set. */
-  readonly jwtAudience: string;
-  /** How often the TTL cleaner runs, in ms. Default 60000. */
-  readonly cleanerIntervalMs: number;
-  /** Rows the cleaner deletes per statement. Default 1000. */
-  readonly cleanerBatchSize: number;
-  /** Serves the demo inbox page at `/demo`. Default true. */
-  readonly demoEnabled: boolean;
-  /** Lets anyone mint user tokens at `/v1/dev/token`; embedded default only. Default true. */
-  readonly devTokens: boolean;
-  /** Log level. Default `info`. */
-  readonly logLevel: LogLevel;
-  /** How long graceful shutdown may take before the process exits anyway, in ms. Default 15000. */
-  readonly shutdownTimeoutMs: number;
-}
-
 type Kind = 'string' | 'int' | 'bool' | 'duration' | 'bytes' | 'list' | 'roles' | 'level';
 
-interface Setting {
+/**
+ * One setting: how it is named in the environment and on the command line, its default (as it
+ * would be written there), what it means, and its range. `T` is the type of its parsed value.
+ */
+export interface Setting<T = unknown> {
   readonly kind: Kind;
   readonly env: string;
   readonly flag: string;
@@ -126,15 +23,23 @@ interface Setting {
   readonly min?: number;
   readonly max?: number;
   readonly secret?: boolean;
+  /** Never set: carries the value type. */
+  readonly value?: T;
 }
 
-function setting(
+interface Extra {
+  readonly min?: number;
+  readonly max?: number;
+  readonly secret?: boolean;
+}
+
+function setting<T>(
   kind: Kind,
   name: string,
   defaultValue: string,
   doc: string,
-  extra: { min?: number; max?: number; secret?: boolean } = {},
-): Setting {
+  extra: Extra = {},
+): Setting<T> {
   return {
     kind,
     env: `MINIPUSH_${name.replace(/-/g, '_').toUpperCase()}`,
@@ -145,234 +50,199 @@ function setting(
   };
 }
 
+const text = (name: string, def: string, doc: string, extra?: Extra) =>
+  setting<string>('string', name, def, doc, extra);
+const int = (name: string, def: string, doc: string, extra?: Extra) =>
+  setting<number>('int', name, def, doc, extra);
+/** Milliseconds, written with a unit (`10s`, `30d`). */
+const duration = (name: string, def: string, doc: string, extra?: Extra) =>
+  setting<number>('duration', name, def, doc, extra);
+/** Bytes, written with a unit (`4KiB`). */
+const bytes = (name: string, def: string, doc: string, extra?: Extra) =>
+  setting<number>('bytes', name, def, doc, extra);
+const bool = (name: string, def: string, doc: string) => setting<boolean>('bool', name, def, doc);
+const list = (name: string, def: string, doc: string, extra?: Extra) =>
+  setting<readonly string[]>('list', name, def, doc, extra);
+
 const PORT = { min: 0, max: 65535 };
 
-/** Every setting, in the order `--help` shows them. */
-export const SETTINGS: { readonly [K in keyof Config]: Setting } = {
-  dataDir: setting('string', 'data-dir', './data', 'folder of the embedded SQLite store and log'),
-  kafkaBrokers: setting(
-    'list',
+/**
+ * Every setting, in the order `--help` shows them: the one source of the configuration's type,
+ * defaults, `--help`, and the settings table of docs/configuration.md. Durations are in ms and
+ * sizes in bytes once parsed.
+ */
+export const SETTINGS = {
+  dataDir: text('data-dir', './data', 'folder of the embedded SQLite store and log'),
+  kafkaBrokers: list(
     'kafka-brokers',
     '',
     'Kafka bootstrap brokers, host:port,…; empty = embedded log',
   ),
-  kafkaClientId: setting('string', 'kafka-client-id', 'minipush', 'Kafka client id'),
-  kafkaSessionTimeoutMs: setting(
-    'duration',
+  kafkaClientId: text('kafka-client-id', 'minipush', 'Kafka client id'),
+  kafkaSessionTimeoutMs: duration(
     'kafka-session-timeout',
     '10s',
     "a dead projector's partitions move to the others after this",
     { min: 6000, max: 1_800_000 },
   ),
-  mysqlUrl: setting(
-    'string',
-    'mysql-url',
-    '',
-    'mysql://user:pass@host:port/db; empty = SQLite in data-dir',
-    { secret: true },
+  kafkaRetries: int(
+    'kafka-retries',
+    '10',
+    'retries of a failed Kafka request (backoff from 100 ms doubling to 5 s) before it fails',
+    { min: 0, max: 100 },
   ),
-  mysqlPoolSize: setting('int', 'mysql-pool-size', '10', 'SQL connection pool size', {
+  mysqlUrl: text('mysql-url', '', 'mysql://user:pass@host:port/db; empty = SQLite in data-dir', {
+    secret: true,
+  }),
+  mysqlPoolSize: int('mysql-pool-size', '10', 'SQL connection pool size', {
     min: 1,
     max: 1000,
   }),
-  topicPrefix: setting(
-    'string',
+  topicPrefix: text(
     'topic-prefix',
     'minipush',
     'prefix of topic names (<prefix>.commands, .heads, .dlq, .sessions)',
   ),
-  partitions: setting(
-    'int',
-    'partitions',
-    '8',
-    'partitions of the commands topic (fixed once created)',
-    { min: 1, max: 1024 },
-  ),
-  replicationFactor: setting(
-    'int',
-    'replication-factor',
-    '1',
-    'replication factor of created topics',
-    { min: 1, max: 16 },
-  ),
-  logRetentionMs: setting(
-    'duration',
+  partitions: int('partitions', '8', 'partitions of the commands topic (fixed once created)', {
+    min: 1,
+    max: 1024,
+  }),
+  replicationFactor: int('replication-factor', '1', 'replication factor of created topics', {
+    min: 1,
+    max: 16,
+  }),
+  logRetentionMs: duration(
     'log-retention',
     '-1',
     'retention of the commands log; -1 = forever (exact rebuilds)',
     { min: -1 },
   ),
-  roles: setting('roles', 'roles', ROLES.join(','), `roles this process runs: ${ROLES.join(',')}`),
-  host: setting('string', 'host', '127.0.0.1', 'interface to listen on (0.0.0.0 for all)'),
-  httpPort: setting('int', 'http-port', '8080', 'REST + WebSocket port; 0 = any free port', PORT),
-  grpcPort: setting('int', 'grpc-port', '9090', 'gRPC port; 0 = any free port, -1 = off', {
+  roles: setting<readonly Role[]>(
+    'roles',
+    'roles',
+    ROLES.join(','),
+    `roles this process runs: ${ROLES.join(',')}`,
+  ),
+  host: text('host', '127.0.0.1', 'interface to listen on (0.0.0.0 for all)'),
+  httpPort: int('http-port', '8080', 'REST + WebSocket port; 0 = any free port', PORT),
+  grpcPort: int('grpc-port', '9090', 'gRPC port; 0 = any free port, -1 = off', {
     min: -1,
     max: 65535,
   }),
-  eventTtlMs: setting('duration', 'event-ttl', '30d', 'events older than this are deleted', {
+  eventTtlMs: duration('event-ttl', '30d', 'events older than this are deleted', {
     min: 1000,
   }),
-  bodyLimitBytes: setting('bytes', 'body-limit', '4KiB', 'largest event body (serialised JSON)', {
+  bodyLimitBytes: bytes('body-limit', '4KiB', 'largest event body (serialised JSON)', {
     min: 2,
     max: 16 * 1024 * 1024,
   }),
-  maxRecipients: setting('int', 'max-recipients', '10000', 'most recipients of one event', {
+  maxRecipients: int('max-recipients', '10000', 'most recipients of one event', {
     min: 1,
     max: 1_000_000,
   }),
-  maxEventIdLength: setting('int', 'max-event-id-length', '128', 'longest event id', {
+  maxEventIdLength: int('max-event-id-length', '128', 'longest event id', {
     min: 8,
     max: 128,
   }),
-  maxSeqsPerCommand: setting(
-    'int',
-    'max-seqs-per-command',
-    '10000',
-    'most seqs in one read/unread command',
-    { min: 1, max: 1_000_000 },
-  ),
-  defaultLimit: setting('int', 'default-limit', '100', 'diff page size when none is given', {
+  maxSeqsPerCommand: int('max-seqs-per-command', '10000', 'most seqs in one read/unread command', {
+    min: 1,
+    max: 1_000_000,
+  }),
+  defaultLimit: int('default-limit', '100', 'diff page size when none is given', {
     min: 1,
     max: 100_000,
   }),
-  maxLimit: setting('int', 'max-limit', '1000', 'largest diff/fetch page', {
+  maxLimit: int('max-limit', '1000', 'largest diff/fetch page', {
     min: 1,
     max: 100_000,
   }),
-  waitTimeoutMs: setting(
-    'duration',
-    'wait-timeout',
-    '10s',
-    'how long ?wait=true waits for the projection',
-    { min: 1 },
-  ),
-  sessionQuota: setting(
-    'int',
-    'session-quota',
-    '5',
-    'live WebSocket sessions per user across all hubs',
-    { min: 1, max: 1000 },
-  ),
-  maxSessionsPerHub: setting(
-    'int',
+  waitTimeoutMs: duration('wait-timeout', '10s', 'how long ?wait=true waits for the projection', {
+    min: 1,
+  }),
+  sessionQuota: int('session-quota', '5', 'live WebSocket sessions per user across all hubs', {
+    min: 1,
+    max: 1000,
+  }),
+  maxSessionsPerHub: int(
     'max-sessions-per-hub',
     '19000',
     'most WebSocket sessions one hub process holds',
     { min: 1 },
   ),
-  maxConnectionsPerIp: setting(
-    'int',
+  maxConnectionsPerIp: int(
     'max-connections-per-ip',
     '200',
     'most concurrent WebSockets from one IP; 0 = no limit',
     { min: 0 },
   ),
-  nudgeWindowMs: setting(
-    'duration',
-    'nudge-window',
-    '50ms',
-    'at most one nudge per user per window',
-    { min: 0, max: 60_000 },
-  ),
-  pingIntervalMs: setting('duration', 'ping-interval', '25s', 'WebSocket ping interval', {
+  nudgeWindowMs: duration('nudge-window', '50ms', 'at most one nudge per user per window', {
+    min: 0,
+    max: 60_000,
+  }),
+  pingIntervalMs: duration('ping-interval', '25s', 'WebSocket ping interval', {
     min: 10,
   }),
-  pongTimeoutMs: setting(
-    'duration',
-    'pong-timeout',
-    '10s',
-    'close a session whose pong is this late',
-    { min: 10 },
-  ),
-  wsMaxMessageBytes: setting(
-    'bytes',
-    'ws-max-message',
-    '64KiB',
-    'largest WebSocket message from a client',
-    { min: 128 },
-  ),
-  wsMaxBufferedBytes: setting(
-    'bytes',
+  pongTimeoutMs: duration('pong-timeout', '10s', 'close a session whose pong is this late', {
+    min: 10,
+  }),
+  wsMaxMessageBytes: bytes('ws-max-message', '64KiB', 'largest WebSocket message from a client', {
+    min: 128,
+  }),
+  wsMaxBufferedBytes: bytes(
     'ws-max-buffered',
     '1MiB',
     'close a session whose unsent buffer exceeds this',
     { min: 1024 },
   ),
-  wsAllowedOrigins: setting(
-    'list',
-    'ws-allowed-origins',
-    '',
-    'allowed WebSocket Origin values; empty = any',
-  ),
-  hubHeartbeatMs: setting(
-    'duration',
-    'hub-heartbeat',
-    '2s',
-    'how often a hub announces it is alive',
-    { min: 10 },
-  ),
-  hubTimeoutMs: setting(
-    'duration',
-    'hub-timeout',
-    '10s',
-    "a silent hub's sessions stop counting after this",
-    { min: 20 },
-  ),
-  e2eEnabled: setting(
-    'bool',
-    'e2e-enabled',
-    'false',
-    'let users send messages to other users over WebSocket',
-  ),
-  e2eMaxBodyBytes: setting('bytes', 'e2e-max-body', '1KiB', 'largest end-to-end message body', {
+  wsAllowedOrigins: list('ws-allowed-origins', '', 'allowed WebSocket Origin values; empty = any'),
+  hubHeartbeatMs: duration('hub-heartbeat', '2s', 'how often a hub announces it is alive', {
+    min: 10,
+  }),
+  hubTimeoutMs: duration('hub-timeout', '10s', "a silent hub's sessions stop counting after this", {
+    min: 20,
+  }),
+  e2eEnabled: bool('e2e-enabled', 'false', 'let users send messages to other users over WebSocket'),
+  e2eMaxBodyBytes: bytes('e2e-max-body', '1KiB', 'largest end-to-end message body', {
     min: 2,
   }),
-  e2eRatePerMinute: setting(
-    'int',
-    'e2e-rate-per-minute',
-    '60',
-    'end-to-end messages per user per minute',
-    { min: 1 },
-  ),
-  apiKeys: setting('list', 'api-keys', '', 'API keys of business servers, comma-separated', {
+  e2eRatePerMinute: int('e2e-rate-per-minute', '60', 'end-to-end messages per user per minute', {
+    min: 1,
+  }),
+  apiKeys: list('api-keys', '', 'API keys of business servers, comma-separated', {
     secret: true,
   }),
-  jwtSecret: setting('string', 'jwt-secret', '', 'HS256 secret of user JWTs', { secret: true }),
-  jwtPublicKey: setting(
-    'string',
-    'jwt-public-key',
-    '',
-    'PEM public key of user JWTs (RS256, ES256, EdDSA)',
-  ),
-  jwtJwksUrl: setting('string', 'jwt-jwks-url', '', 'JWKS URL of user JWTs'),
-  jwtIssuer: setting('string', 'jwt-issuer', '', 'required iss claim of user JWTs'),
-  jwtAudience: setting('string', 'jwt-audience', '', 'required aud claim of user JWTs'),
-  cleanerIntervalMs: setting(
-    'duration',
-    'cleaner-interval',
-    '1m',
-    'how often the TTL cleaner runs',
-    { min: 10 },
-  ),
-  cleanerBatchSize: setting(
-    'int',
-    'cleaner-batch-size',
-    '1000',
-    'rows the cleaner deletes per statement',
-    { min: 1, max: 100_000 },
-  ),
-  demoEnabled: setting('bool', 'demo', 'true', 'serve the demo inbox page at /demo'),
-  devTokens: setting(
-    'bool',
+  jwtSecret: text('jwt-secret', '', 'HS256 secret of user JWTs', { secret: true }),
+  jwtPublicKey: text('jwt-public-key', '', 'PEM public key of user JWTs (RS256, ES256, EdDSA)'),
+  jwtJwksUrl: text('jwt-jwks-url', '', 'JWKS URL of user JWTs'),
+  jwtIssuer: text('jwt-issuer', '', 'required iss claim of user JWTs'),
+  jwtAudience: text('jwt-audience', '', 'required aud claim of user JWTs'),
+  cleanerIntervalMs: duration('cleaner-interval', '1m', 'how often the TTL cleaner runs', {
+    min: 10,
+  }),
+  cleanerBatchSize: int('cleaner-batch-size', '1000', 'rows the cleaner deletes per statement', {
+    min: 1,
+    max: 100_000,
+  }),
+  demoEnabled: bool('demo', 'true', 'serve the demo inbox page at /demo'),
+  devTokens: bool(
     'dev-tokens',
     'true',
     'mint user tokens at /v1/dev/token (embedded default only)',
   ),
-  logLevel: setting('level', 'log-level', 'info', `log level: ${LOG_LEVELS.join(', ')}`),
-  shutdownTimeoutMs: setting('duration', 'shutdown-timeout', '15s', 'graceful shutdown deadline', {
+  logLevel: setting<LogLevel>('level', 'log-level', 'info', `log level: ${LOG_LEVELS.join(', ')}`),
+  shutdownTimeoutMs: duration('shutdown-timeout', '15s', 'graceful shutdown deadline', {
     min: 100,
   }),
 };
+
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+
+/**
+ * The whole validated configuration, typed from {@link SETTINGS}: each field is the parsed value
+ * of the setting of the same name, whose `doc`, unit and default `--help` prints and
+ * docs/configuration.md lists.
+ */
+export type Config = { readonly [K in keyof typeof SETTINGS]: ValueOf<(typeof SETTINGS)[K]> };
 
 /** Thrown for a setting that cannot be used; the message names the setting and what it accepts. */
 export class ConfigError extends Error {
@@ -559,6 +429,18 @@ function validateTogether(config: Config): void {
   }
 }
 
+/** The limits every command is validated against (the commands' `CommandLimits`). */
+export function commandLimits(
+  config: Config,
+): Pick<Config, 'bodyLimitBytes' | 'maxRecipients' | 'maxEventIdLength' | 'maxSeqsPerCommand'> {
+  return {
+    bodyLimitBytes: config.bodyLimitBytes,
+    maxRecipients: config.maxRecipients,
+    maxEventIdLength: config.maxEventIdLength,
+    maxSeqsPerCommand: config.maxSeqsPerCommand,
+  };
+}
+
 /** True when the process runs on the embedded log and SQLite store. */
 export function isEmbedded(config: Config): boolean {
   return config.kafkaBrokers.length === 0 && config.mysqlUrl === '';
@@ -597,6 +479,27 @@ export function configEnv(values: Partial<Config>): Record<string, string> {
     env[setting.env] = Array.isArray(value) ? value.join(',') : String(value);
   }
   return env;
+}
+
+/** The settings that put another process on the same deployment: log, store, topics, keys. */
+const DEPLOYMENT_SETTINGS = [
+  'kafkaBrokers',
+  'mysqlUrl',
+  'topicPrefix',
+  'partitions',
+  'apiKeys',
+  'jwtSecret',
+] as const satisfies ReadonlyArray<keyof Config>;
+
+/**
+ * The `MINIPUSH_*` environment of a process joining `config`'s deployment, with `extra`
+ * settings of its own.
+ */
+export function deploymentEnv(config: Config, extra: Partial<Config> = {}): Record<string, string> {
+  const shared: Partial<Config> = Object.fromEntries(
+    DEPLOYMENT_SETTINGS.map((key) => [key, config[key]]),
+  );
+  return configEnv({ ...shared, ...extra });
 }
 
 /** The config with secrets masked, for logs and `minipush config`. */

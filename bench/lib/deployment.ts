@@ -5,10 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import knexFactory, { type Knex } from 'knex';
-import { openBackend } from '../../src/backend.js';
+import { openBackend, prepareBackend } from '../../src/backend.js';
 import { configEnv, loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { prepareBackend } from '../../src/runtime.js';
 import { dropKafkaPrefix } from '../../scripts/harness/services.js';
 import { ROOT, type Services } from './services.js';
 

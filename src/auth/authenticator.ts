@@ -10,7 +10,12 @@ import {
 } from 'jose';
 import type { Config } from '../config.js';
 import { parseUid } from '../domain/uid.js';
-import { MiniPushError } from '../errors.js';
+import {
+  ForbiddenError,
+  MiniPushError,
+  TokenExpiredError,
+  UnauthenticatedError,
+} from '../errors.js';
 
 /** Who is calling: a business server (API key) or one user (JWT with `sub` = uid). */
 export type Principal =
@@ -44,8 +49,8 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
-function unauthenticated(message: string): MiniPushError {
-  return new MiniPushError('MINIPUSH_UNAUTHENTICATED', message);
+function unauthenticated(message: string): UnauthenticatedError {
+  return new UnauthenticatedError(message);
 }
 
 /**
@@ -149,7 +154,7 @@ export class Authenticator {
     } catch (err) {
       if (err instanceof MiniPushError) throw err;
       if (err instanceof joseErrors.JWTExpired) {
-        throw new MiniPushError('MINIPUSH_TOKEN_EXPIRED', 'token expired: get a new one', {
+        throw new TokenExpiredError('token expired: get a new one', {
           cause: err,
         });
       }
@@ -202,19 +207,13 @@ function detectAlgorithm(pem: string): Promise<string> {
 /** A user may only read and mark its own feed; services may act for any uid. */
 export function authorizeUid(principal: Principal, uid: number): void {
   if (principal.kind === 'user' && principal.uid !== uid) {
-    throw new MiniPushError(
-      'MINIPUSH_FORBIDDEN',
-      `a user token for uid ${principal.uid} cannot access uid ${uid}`,
-    );
+    throw new ForbiddenError(`a user token for uid ${principal.uid} cannot access uid ${uid}`);
   }
 }
 
 /** Publishing for arbitrary recipients is for business servers only. */
 export function requireService(principal: Principal, action: string): void {
   if (principal.kind !== 'service') {
-    throw new MiniPushError(
-      'MINIPUSH_FORBIDDEN',
-      `${action} needs an API key; user tokens cannot do it`,
-    );
+    throw new ForbiddenError(`${action} needs an API key; user tokens cannot do it`);
   }
 }

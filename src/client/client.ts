@@ -1,6 +1,6 @@
 import { backoffDelay } from './backoff.js';
 import { ClientErrorCode, ConnectionState, DisconnectCode, shouldReconnect } from './codes.js';
-import { Inbox, type ClientEvents } from './inbox.js';
+import { Inbox, InboxView, type ClientEvents } from './inbox.js';
 import {
   OPEN,
   SUBPROTOCOL,
@@ -121,9 +121,9 @@ function serverError(message: Record<string, unknown>): MiniPushClientError {
  * backoff, catches up by `diff` from the last seq it has on every connect and every head nudge,
  * keeps a local cache, and follows the server's unread count.
  */
-export class MiniPushClient implements InboxClient {
+export class MiniPushClient extends InboxView implements InboxClient {
   private readonly settings: typeof DEFAULTS;
-  private readonly inbox: Inbox;
+  protected readonly inbox: Inbox;
   private readonly WebSocketImpl: WebSocketConstructor;
   private token: string | null;
   private tokenRefused = false;
@@ -152,6 +152,7 @@ export class MiniPushClient implements InboxClient {
     private readonly options: MiniPushClientOptions,
     inbox?: Inbox,
   ) {
+    super();
     if (options.token === undefined && options.getToken === undefined) {
       throw new TypeError('MiniPushClient needs a token or a getToken() callback');
     }
@@ -179,33 +180,13 @@ export class MiniPushClient implements InboxClient {
     this.readSynced = this.inbox.head.readVersion;
   }
 
-  get state(): ConnectionState {
-    return this.inbox.state;
-  }
-
-  get unreadCount(): number {
-    return this.inbox.head.unreadCount;
-  }
-
-  get head(): HeadState {
-    return this.inbox.head;
-  }
-
   /** The highest seq the cache is complete up to; the next catch-up starts after it. */
   get lastSeq(): number {
     return this.inbox.lastSeq;
   }
 
-  list(): FeedEvent[] {
-    return this.inbox.list();
-  }
-
   on<K extends keyof ClientEvents>(name: K, listener: ClientEvents[K]): () => void {
     return this.inbox.on(name, listener);
-  }
-
-  events(): AsyncIterableIterator<FeedEvent> {
-    return this.inbox.iterate();
   }
 
   /** Starts connecting (and reconnecting) until `disconnect()` or a final close code. */
@@ -637,9 +618,10 @@ export class MiniPushClient implements InboxClient {
   private async fetchReadStates(): Promise<void> {
     const version = this.inbox.head.readVersion;
     const answer = await this.request('readStates', { format: 'blocks' });
+    const blocks = 'blocks' in answer ? answer.blocks : [];
     const read = new Set<number>();
-    for (const block of answer.blocks) for (const seq of readSeqsOfBlock(block)) read.add(seq);
-    const upTo = answer.blocks.reduce((top, block) => Math.max(top, block.seq), 0);
+    for (const block of blocks) for (const seq of readSeqsOfBlock(block)) read.add(seq);
+    const upTo = blocks.reduce((top, block) => Math.max(top, block.seq), 0);
     this.inbox.syncRead(read, upTo);
     this.readSynced = version;
   }

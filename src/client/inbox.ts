@@ -258,3 +258,29 @@ export class Inbox extends Emitter<ClientEvents> {
     for (const seq of seqs.slice(0, seqs.length - this.maxCachedEvents)) this.cache.delete(seq);
   }
 }
+
+/** What both clients (one socket, or shared between tabs) show of their inbox. */
+export abstract class InboxView {
+  protected abstract readonly inbox: Inbox;
+
+  get state(): ConnectionState {
+    return this.inbox.state;
+  }
+
+  get unreadCount(): number {
+    return this.inbox.head.unreadCount;
+  }
+
+  get head(): HeadState {
+    return this.inbox.head;
+  }
+
+  /** The cached events, newest first. */
+  list(): FeedEvent[] {
+    return this.inbox.list();
+  }
+
+  events(): AsyncIterableIterator<FeedEvent> {
+    return this.inbox.iterate();
+  }
+}

@@ -4,6 +4,7 @@ import { ClientErrorCode, ConnectionState } from './codes.js';
 import { Emitter } from './emitter.js';
 import {
   Inbox,
+  InboxView,
   type ClientEvents,
   type DisconnectInfo,
   type InboxSnapshot,
@@ -100,9 +101,9 @@ interface PageEvents {
  * BroadcastChannel; the others mirror it and forward their marks to it. When the leader tab
  * closes, another takes over and catches up from the last seq it mirrored.
  */
-export class TabClient implements InboxClient {
+export class TabClient extends InboxView implements InboxClient {
   private readonly id = randomId();
-  private readonly inbox: Inbox;
+  protected readonly inbox: Inbox;
   private readonly roles = new Emitter<{ role: (role: TabRole) => void }>();
   private readonly scope: string;
   private readonly calls = new Map<string, Call>();
@@ -124,6 +125,7 @@ export class TabClient implements InboxClient {
   };
 
   constructor(private readonly options: TabClientOptions) {
+    super();
     const sub = options.token === undefined ? undefined : readClaims(options.token).sub;
     const scope = options.scope ?? (sub === undefined ? undefined : `${options.url}#${sub}`);
     if (scope === undefined) {
@@ -143,29 +145,9 @@ export class TabClient implements InboxClient {
     return this.election?.method ?? null;
   }
 
-  get state(): ConnectionState {
-    return this.inbox.state;
-  }
-
-  get unreadCount(): number {
-    return this.inbox.head.unreadCount;
-  }
-
-  get head(): HeadState {
-    return this.inbox.head;
-  }
-
-  list(): FeedEvent[] {
-    return this.inbox.list();
-  }
-
   on<K extends keyof TabClientEvents>(name: K, listener: TabClientEvents[K]): () => void {
     if (name === 'role') return this.roles.on('role', listener as TabClientEvents['role']);
     return this.inbox.on(name, listener as ClientEvents[keyof ClientEvents]);
-  }
-
-  events(): AsyncIterableIterator<FeedEvent> {
-    return this.inbox.iterate();
   }
 
   markRead(seqs: readonly number[]): Promise<{ changed: number }> {

@@ -1,4 +1,12 @@
 import { isSeq, isUid, MAX_SEQ } from '../domain/uid.js';
+import {
+  BadRequestError,
+  BodyTooLargeError,
+  InvalidEventError,
+  InvalidSeqError,
+  InvalidUidError,
+  TooManyRecipientsError,
+} from '../errors.js';
 
 /**
  * The commands topic's record schema, version 1 (documented in docs/kafka-commands.md).
@@ -55,17 +63,11 @@ export interface CommandLimits {
   readonly maxSeqsPerCommand: number;
 }
 
-/** Why a command is invalid; `field` names the offending field, `tooLarge` marks size limits. */
-export class InvalidCommand extends Error {
-  override readonly name = 'InvalidCommand';
-  constructor(
-    readonly field: string,
-    message: string,
-    readonly tooLarge = false,
-  ) {
-    super(message);
-  }
-}
+/**
+ * What the validators throw: an `InvalidInput` of the catalogue code that fits, naming the
+ * field at fault. `minipush/producer` callers know it by this name.
+ */
+export { InvalidInput as InvalidCommand } from '../errors.js';
 
 const EVENT_ID = /^[\x21-\x7e]+$/;
 
@@ -75,20 +77,20 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 export function validateEventId(id: unknown, limits: CommandLimits): string {
   if (typeof id !== 'string' || id.length === 0) {
-    throw new InvalidCommand('id', 'id must be a non-empty string');
+    throw new InvalidEventError('id', 'id must be a non-empty string');
   }
   if (id.length > limits.maxEventIdLength) {
-    throw new InvalidCommand('id', `id is longer than ${limits.maxEventIdLength} characters`);
+    throw new InvalidEventError('id', `id is longer than ${limits.maxEventIdLength} characters`);
   }
   if (!EVENT_ID.test(id)) {
-    throw new InvalidCommand('id', 'id may hold only printable ASCII characters without spaces');
+    throw new InvalidEventError('id', 'id may hold only printable ASCII characters without spaces');
   }
   return id;
 }
 
 export function validateUid(value: unknown, field: string): number {
   if (!isUid(value)) {
-    throw new InvalidCommand(field, `${field} must be an unsigned 32-bit integer`);
+    throw new InvalidUidError(field, `${field} must be an unsigned 32-bit integer`);
   }
   return value;
 }
@@ -96,7 +98,7 @@ export function validateUid(value: unknown, field: string): number {
 /** Validates a recipient list and removes duplicates, keeping the first occurrence's order. */
 export function validateRecipients(to: unknown, limits: CommandLimits): number[] {
   if (!Array.isArray(to) || to.length === 0) {
-    throw new InvalidCommand('to', 'to must be a non-empty array of uids');
+    throw new InvalidUidError('to', 'to must be a non-empty array of uids');
   }
   const unique = new Set<number>();
   for (const [index, uid] of to.entries()) {
@@ -104,7 +106,7 @@ export function validateRecipients(to: unknown, limits: CommandLimits): number[]
     unique.add(uid as number);
   }
   if (unique.size > limits.maxRecipients) {
-    throw new InvalidCommand(
+    throw new TooManyRecipientsError(
       'to',
       `to has ${unique.size} recipients; the limit is ${limits.maxRecipients}`,
     );
@@ -115,7 +117,7 @@ export function validateRecipients(to: unknown, limits: CommandLimits): number[]
 /** Serialised size of a body; throws when it is not JSON-serialisable or too large. */
 export function validateBody(body: unknown, limits: CommandLimits, field = 'body'): string {
   if (body === undefined) {
-    throw new InvalidCommand(field, `${field} is required (any JSON value)`);
+    throw new InvalidEventError(field, `${field} is required (any JSON value)`);
   }
   let text: string | undefined;
   try {
@@ -124,14 +126,13 @@ export function validateBody(body: unknown, limits: CommandLimits, field = 'body
     text = undefined;
   }
   if (text === undefined) {
-    throw new InvalidCommand(field, `${field} must be a JSON value`);
+    throw new InvalidEventError(field, `${field} must be a JSON value`);
   }
   const size = Buffer.byteLength(text);
   if (size > limits.bodyLimitBytes) {
-    throw new InvalidCommand(
+    throw new BodyTooLargeError(
       field,
       `${field} is ${size} bytes as JSON; the limit is ${limits.bodyLimitBytes}`,
-      true,
     );
   }
   return text;
@@ -139,19 +140,18 @@ export function validateBody(body: unknown, limits: CommandLimits, field = 'body
 
 export function validateSeqs(seqs: unknown, limits: CommandLimits): number[] {
   if (!Array.isArray(seqs) || seqs.length === 0) {
-    throw new InvalidCommand('seqs', 'seqs must be a non-empty array of seqs');
+    throw new InvalidSeqError('seqs', 'seqs must be a non-empty array of seqs');
   }
   if (seqs.length > limits.maxSeqsPerCommand) {
-    throw new InvalidCommand(
+    throw new InvalidSeqError(
       'seqs',
       `seqs has ${seqs.length} entries; the limit is ${limits.maxSeqsPerCommand}`,
-      true,
     );
   }
   const unique = new Set<number>();
   for (const [index, seq] of seqs.entries()) {
     if (!isSeq(seq)) {
-      throw new InvalidCommand(
+      throw new InvalidSeqError(
         `seqs[${index}]`,
         `seqs[${index}] must be an integer from 1 to ${MAX_SEQ}`,
       );
@@ -163,7 +163,7 @@ export function validateSeqs(seqs: unknown, limits: CommandLimits): number[] {
 
 export function validateSeq(value: unknown, field: string): number {
   if (!isSeq(value)) {
-    throw new InvalidCommand(field, `${field} must be an integer from 1 to ${MAX_SEQ}`);
+    throw new InvalidSeqError(field, `${field} must be an integer from 1 to ${MAX_SEQ}`);
   }
   return value;
 }
@@ -171,7 +171,7 @@ export function validateSeq(value: unknown, field: string): number {
 function validateTime(value: unknown, field: string): number | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new InvalidCommand(
+    throw new InvalidEventError(
       field,
       `${field} must be milliseconds since the epoch (a non-negative integer)`,
     );
@@ -182,21 +182,21 @@ function validateTime(value: unknown, field: string): number | undefined {
 function checkFields(input: Record<string, unknown>, allowed: readonly string[]): void {
   for (const key of Object.keys(input)) {
     if (!allowed.includes(key)) {
-      throw new InvalidCommand(key, `unknown field "${key}"`);
+      throw new BadRequestError(key, `unknown field "${key}"`);
     }
   }
 }
 
 /**
  * Validates a decoded command object (from the log or from a transport) and returns it in its
- * canonical form. Throws {@link InvalidCommand} naming the field at fault.
+ * canonical form. Throws an `InvalidInput` (InvalidCommand) naming the field at fault.
  */
 export function validateCommand(input: unknown, limits: CommandLimits): CommandRecord {
   if (!isRecord(input)) {
-    throw new InvalidCommand('record', 'a command must be a JSON object');
+    throw new BadRequestError('record', 'a command must be a JSON object');
   }
   if (input.v !== COMMAND_SCHEMA_VERSION) {
-    throw new InvalidCommand(
+    throw new BadRequestError(
       'v',
       `unsupported schema version ${JSON.stringify(input.v) ?? 'undefined'}; this build reads v${COMMAND_SCHEMA_VERSION}`,
     );
@@ -236,7 +236,7 @@ export function validateCommand(input: unknown, limits: CommandLimits): CommandR
       return { v: 1, type: 'markReadUpTo', uid, upTo };
     }
     default:
-      throw new InvalidCommand(
+      throw new BadRequestError(
         'type',
         `unknown command type ${JSON.stringify(input.type) ?? 'undefined'}; expected publish, markRead, markReadUpTo or markUnread`,
       );
@@ -246,7 +246,7 @@ export function validateCommand(input: unknown, limits: CommandLimits): CommandR
 /** Decodes and validates a record value from the log. */
 export function decodeCommand(value: Uint8Array | null, limits: CommandLimits): CommandRecord {
   if (value === null || value.length === 0) {
-    throw new InvalidCommand('record', 'empty record value');
+    throw new BadRequestError('record', 'empty record value');
   }
   let parsed: unknown;
   try {
@@ -254,7 +254,7 @@ export function decodeCommand(value: Uint8Array | null, limits: CommandLimits): 
       Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8'),
     );
   } catch {
-    throw new InvalidCommand('record', 'record value is not valid JSON');
+    throw new BadRequestError('record', 'record value is not valid JSON');
   }
   return validateCommand(parsed, limits);
 }

@@ -1,6 +1,5 @@
-import { keyOfUid, partitionOfUid } from '../domain/partitioner.js';
+import { groupByPartition, keyOfUid, partitionOfUid } from '../domain/partitioner.js';
 import type { AppendRecord, CommandLog, LogPosition } from '../log/log.js';
-import { traceCommand } from '../telemetry/spans.js';
 import { encodeCommand, type CommandRecord } from './command-record.js';
 
 /**
@@ -23,14 +22,7 @@ export function toAppendRecords(
       },
     ];
   }
-  const byPartition = new Map<number, number[]>();
-  for (const uid of command.to) {
-    const p = partitionOfUid(uid, partitions);
-    let list = byPartition.get(p);
-    if (!list) byPartition.set(p, (list = []));
-    list.push(uid);
-  }
-  return [...byPartition].map(([partition, to]) => ({
+  return [...groupByPartition(command.to, partitions)].map(([partition, to]) => ({
     partition,
     key: command.id,
     value: encodeCommand({ ...command, to }),
@@ -38,20 +30,27 @@ export function toAppendRecords(
   }));
 }
 
-/** Appends validated commands to the write log, each in a producer span (see telemetry). */
-export class CommandWriter {
-  constructor(private readonly log: CommandLog) {}
+/**
+ * Wraps the append of one command, e.g. in a producer span; `write` takes the record headers
+ * (trace context) to add.
+ */
+export type AroundAppend = (
+  command: CommandRecord,
+  topic: string,
+  write: (headers: Record<string, string> | undefined) => Promise<LogPosition[]>,
+) => Promise<LogPosition[]>;
 
-  async write(
-    command: CommandRecord,
-    headers?: Readonly<Record<string, string>>,
-  ): Promise<LogPosition[]> {
-    return traceCommand(command, this.log.topic, async (spanHeaders) => {
-      const partitions = await this.log.partitionCount();
-      // The span's own context wins over a caller's: the projection becomes its child.
-      const merged = spanHeaders ? { ...headers, ...spanHeaders } : headers;
-      return this.log.append(toAppendRecords(command, partitions, merged));
-    });
+/** Appends validated commands to the write log. */
+export class CommandWriter {
+  constructor(
+    private readonly log: CommandLog,
+    private readonly around?: AroundAppend,
+  ) {}
+
+  async write(command: CommandRecord): Promise<LogPosition[]> {
+    const append = async (headers: Record<string, string> | undefined) =>
+      this.log.append(toAppendRecords(command, await this.log.partitionCount(), headers));
+    return this.around ? this.around(command, this.log.topic, append) : append(undefined);
   }
 }
 

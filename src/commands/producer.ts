@@ -1,4 +1,5 @@
 import { Kafka, Partitioners, type Producer } from 'kafkajs';
+import { commandLimits, loadConfig } from '../config.js';
 import { topicNames } from '../log/topics.js';
 import { toAppendRecords } from './command-writer.js';
 import { validateCommand, type CommandLimits, type CommandRecord } from './command-record.js';
@@ -23,12 +24,8 @@ export interface CommandProducerOptions {
   readonly kafka?: Kafka;
 }
 
-const DEFAULT_LIMITS: CommandLimits = {
-  bodyLimitBytes: 4096,
-  maxRecipients: 10_000,
-  maxEventIdLength: 128,
-  maxSeqsPerCommand: 10_000,
-};
+/** The service's own defaults, so what passes here passes there. */
+const DEFAULT_LIMITS: CommandLimits = commandLimits(loadConfig({ env: {} }));
 
 /**
  * Produces MiniPush commands straight to Kafka from a business server, validated and routed

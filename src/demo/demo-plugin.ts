@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DevCredentials } from '../auth/dev-credentials.js';
 import type { Config } from '../config.js';
-import { MiniPushError } from '../errors.js';
+import { NotFoundError, UnavailableError } from '../errors.js';
 import type { HttpApp } from '../transports/http/app.js';
 
 /** The bundle `npm run build` writes to dist/demo, by file name. */
@@ -43,10 +43,7 @@ export async function demoRoutes(app: HttpApp, options: DemoOptions): Promise<vo
       if (fs.existsSync(file)) files.set(name, fs.readFileSync(file));
     }
   }
-  const notBuilt = new MiniPushError(
-    'MINIPUSH_UNAVAILABLE',
-    'the demo page is not built: run npm run build',
-  );
+  const notBuilt = new UnavailableError('the demo page is not built: run npm run build');
 
   await app.register(async (demo) => {
     const send = (name: string) => {
@@ -69,10 +66,7 @@ export async function demoRoutes(app: HttpApp, options: DemoOptions): Promise<vo
       async (request, reply) => {
         const { body, type } = send(request.params.file);
         if (!body || !type) {
-          const missing = new MiniPushError(
-            'MINIPUSH_NOT_FOUND',
-            `no demo file ${request.params.file}`,
-          );
+          const missing = new NotFoundError(`no demo file ${request.params.file}`);
           return reply.code(missing.httpStatus).send(missing.toJSON());
         }
         return reply

@@ -47,3 +47,18 @@ export function partitionOfUid(uid: number, partitions: number): number {
 export function keyOfUid(uid: number): string {
   return String(uid);
 }
+
+/** Uids by the partition that owns them, each list in the order given. */
+export function groupByPartition(
+  uids: readonly number[],
+  partitions: number,
+): Map<number, number[]> {
+  const byPartition = new Map<number, number[]>();
+  for (const uid of uids) {
+    const p = partitionOfUid(uid, partitions);
+    let list = byPartition.get(p);
+    if (!list) byPartition.set(p, (list = []));
+    list.push(uid);
+  }
+  return byPartition;
+}

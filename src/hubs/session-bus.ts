@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Partitioners, type Kafka, type Producer } from 'kafkajs';
-import { subscribeFromNow } from '../log/kafka-log.js';
+import { subscribeFromNow } from '../log/kafka-broadcast.js';
 import type { Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import type { SessionRecord } from './session-quota.js';

@@ -2,15 +2,16 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import Sqlite from 'better-sqlite3';
+import type { HeadChange } from '../domain/head-state.js';
 import type { Logger } from '../logger.js';
 import {
-  HEADERS,
+  deadLetterHeaders,
+  ownedConsumer,
   type AppendRecord,
   type ChangeFeed,
   type CommandLog,
   type ConsumeOptions,
   type DeadLetter,
-  type HeadChange,
   type LogConsumer,
   type LogPosition,
   type LogRecord,
@@ -212,14 +213,9 @@ export class EmbeddedCommandLog implements CommandLog {
       .get(this.options.deadLetterTopic);
     let offset = next?.next ?? 0;
     this.db.transaction(() => {
-      for (const { record, reason, field } of letters) {
-        const headers = {
-          ...record.headers,
-          [HEADERS.deadLetterReason]: reason,
-          ...(field ? { [HEADERS.deadLetterField]: field } : {}),
-          [HEADERS.deadLetterSource]: `${this.topic}:${record.partition}:${record.offset}`,
-          [HEADERS.deadLetterTime]: String(now),
-        };
+      for (const letter of letters) {
+        const { record } = letter;
+        const headers = deadLetterHeaders(letter, this.topic, now);
         this.insert.run(
           this.options.deadLetterTopic,
           0,
@@ -252,22 +248,16 @@ export class EmbeddedCommandLog implements CommandLog {
   }
 
   consume(options: ConsumeOptions): LogConsumer {
-    const consumer = new EmbeddedConsumer(
-      this,
-      options,
-      this.options.batchSize ?? 1000,
-      this.appended,
-      this.options.log,
+    return ownedConsumer(
+      this.consumers,
+      new EmbeddedConsumer(
+        this,
+        options,
+        this.options.batchSize ?? 1000,
+        this.appended,
+        this.options.log,
+      ),
     );
-    this.consumers.add(consumer);
-    consumer.start();
-    return {
-      ready: () => consumer.ready(),
-      stop: async () => {
-        this.consumers.delete(consumer);
-        await consumer.stop();
-      },
-    };
   }
 
   endOffsets(): Promise<number[]> {

@@ -11,6 +11,8 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 export interface KafkaClientOptions {
   readonly brokers: readonly string[];
   readonly clientId: string;
+  /** Retries of a failed request; every producer and consumer of the client inherits it. */
+  readonly retries: number;
   readonly log: Logger;
 }
 
@@ -22,7 +24,7 @@ export function createKafka(options: KafkaClientOptions): Kafka {
     brokers: [...options.brokers],
     connectionTimeout: 3000,
     requestTimeout: 30_000,
-    retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: 8 },
+    retry: { initialRetryTime: 100, maxRetryTime: 5000, retries: options.retries },
     logLevel: KafkaLogLevel.WARN,
     logCreator:
       () =>

@@ -1,3 +1,5 @@
+import type { HeadChange } from '../domain/head-state.js';
+
 /**
  * The write log as the projectors see it: ordered partitions of records with offsets. Two
  * implementations share these semantics: Kafka (kafkajs) and the embedded SQLite log.
@@ -83,26 +85,13 @@ export interface CommandLog {
   close(): Promise<void>;
 }
 
-/** What hubs learn after a projection batch: a user's new head and read state. */
-export interface HeadChange {
-  readonly uid: number;
-  readonly headSeq: number;
-  readonly floorSeq: number;
-  readonly unreadCount: number;
-  readonly readVersion: number;
-  /** Log time of the newest command behind this change, for publish→nudge latency. */
-  readonly logTime?: number;
-  /** W3C trace context of the newest command behind this change. */
-  readonly traceparent?: string;
-}
-
 export interface Subscription {
   close(): Promise<void>;
   /** False once the subscriber has crashed or closed (for readiness); absent: always true. */
   isActive?(): boolean;
 }
 
-/** Head-seq notifications from projectors to hubs. */
+/** The heads stream: head changes from projectors to hubs (and read caches). */
 export interface ChangeFeed {
   publish(changes: readonly HeadChange[]): Promise<void>;
   /** Delivers changes published after the returned promise resolves. */
@@ -122,6 +111,44 @@ export const HEADERS = {
   traceparent: 'traceparent',
   tracestate: 'tracestate',
 } as const;
+
+/** The headers of a dead-lettered copy of a record of `topic`: its own, and why it failed. */
+export function deadLetterHeaders(
+  letter: DeadLetter,
+  topic: string,
+  now: number,
+): Record<string, string> {
+  const { record, reason, field } = letter;
+  return {
+    ...record.headers,
+    [HEADERS.deadLetterReason]: reason,
+    ...(field ? { [HEADERS.deadLetterField]: field } : {}),
+    [HEADERS.deadLetterSource]: `${topic}:${record.partition}:${record.offset}`,
+    [HEADERS.deadLetterTime]: String(now),
+  };
+}
+
+/** What a log's consumer implementation offers; {@link ownedConsumer} hands it out. */
+interface ConsumerImpl {
+  start(): void;
+  ready(): Promise<void>;
+  stop(): Promise<void>;
+  isMember?(): boolean;
+}
+
+/** Starts a consumer and hands it out as a {@link LogConsumer} that leaves `owned` on stop. */
+export function ownedConsumer<C extends ConsumerImpl>(owned: Set<C>, consumer: C): LogConsumer {
+  owned.add(consumer);
+  consumer.start();
+  return {
+    ready: () => consumer.ready(),
+    stop: async () => {
+      owned.delete(consumer);
+      await consumer.stop();
+    },
+    ...(consumer.isMember ? { isMember: () => consumer.isMember!() } : {}),
+  };
+}
 
 export function encodeHeadChange(change: HeadChange): Buffer {
   return Buffer.from(JSON.stringify(change));

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { decodeBitmap, encodeBitmap, unreadCount, type ReadBitmap } from '../domain/read-bitmap.js';
-import type { HeadChange, LogRecord } from '../log/log.js';
+import type { HeadChange } from '../domain/head-state.js';
+import type { LogRecord } from '../log/log.js';
 import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
 

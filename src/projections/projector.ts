@@ -1,30 +1,28 @@
 import type { Knex } from 'knex';
-import {
-  InvalidCommand,
-  decodeCommand,
-  encodeCommand,
-  uidsOf,
-  type CommandLimits,
-  type CommandRecord,
-} from '../commands/command-record.js';
-import { partitionOfUid } from '../domain/partitioner.js';
-import {
-  HEADERS,
-  type AppendRecord,
-  type BatchControl,
-  type ChangeFeed,
-  type CommandLog,
-  type DeadLetter,
-  type LogBatch,
-  type LogConsumer,
-  type LogRecord,
+import type { CommandLimits } from '../commands/command-record.js';
+import type { HeadChange } from '../domain/head-state.js';
+import type {
+  BatchControl,
+  ChangeFeed,
+  CommandLog,
+  LogBatch,
+  LogConsumer,
+  LogRecord,
 } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { withRetry } from '../retry.js';
+import {
+  checkPartitionCount,
+  loadCheckpoint,
+  moveCheckpoint,
+  type Checkpoint,
+} from './checkpoints.js';
 import { ProjectionBatch, currentHeads } from './projection-batch.js';
 import { readStatesProjection } from './read-states.js';
+import { localUids, routeRecords, type LocalCommand } from './routing.js';
 import { userFeedProjection } from './user-feed.js';
-import { typed } from '../store/database.js';
+
+export { FencedError } from './checkpoints.js';
 
 /** Observers of projector progress (metrics, in-process waiters, tracing). */
 export interface ProjectorHooks {
@@ -40,6 +38,16 @@ export interface ProjectorHooks {
     durationMs: number;
     lag: number | null;
   }): void;
+  /** Wraps the handling of each batch (tracing); `run` takes the records to project. */
+  readonly aroundBatch?: (
+    batch: LogBatch,
+    run: (batch: LogBatch) => Promise<void>,
+  ) => Promise<void>;
+  /** Wraps each publish of head changes (tracing); `publish` takes the changes to send. */
+  readonly aroundNotify?: (
+    changes: readonly HeadChange[],
+    publish: (changes: readonly HeadChange[]) => Promise<void>,
+  ) => Promise<void>;
 }
 
 export interface ProjectorOptions {
@@ -62,20 +70,6 @@ export interface ProjectorOptions {
 /** The consumer group every projector process joins. */
 export function projectorGroup(topic: string): string {
   return `${topic}.projector`;
-}
-
-interface PartitionState {
-  /** First offset not yet applied (as committed in projector_offsets). */
-  nextOffset: number;
-  /** Records from here to nextOffset may still owe their head notification. */
-  notifiedOffset: number;
-  /** Highest source offset applied per source partition, for re-routed records. */
-  forwarded: Map<number, number>;
-}
-
-/** Another projector committed this partition since we loaded it: our view is stale. */
-export class FencedError extends Error {
-  override readonly name = 'FencedError';
 }
 
 /**
@@ -122,22 +116,6 @@ export function transactionSlices<
   return slices;
 }
 
-interface LocalCommand {
-  readonly record: LogRecord;
-  readonly command: CommandRecord;
-  /** Recipients of a publish that belong to this partition. */
-  readonly uids: readonly number[];
-  /** Source partition and offset when the record was re-routed here. */
-  readonly origin: { partition: number; offset: number } | null;
-}
-
-function parseOrigin(header: string | undefined): { partition: number; offset: number } | null {
-  if (!header) return null;
-  const match = /^(\d+):(\d+)$/.exec(header);
-  if (!match) return null;
-  return { partition: Number(match[1]), offset: Number(match[2]) };
-}
-
 /**
  * Applies the commands log to the read model with exactly-once effect: each batch's rows and
  * the partition's next offset commit in one transaction, guarded by a compare-and-set on that
@@ -145,7 +123,9 @@ function parseOrigin(header: string | undefined): { partition: number; offset: n
  * and are re-sent after a crash from `notified_offset`.
  */
 export class Projector {
-  private readonly partitions = new Map<number, PartitionState>();
+  private readonly partitions = new Map<number, Checkpoint>();
+  /** Aborted by stop(): pending retries give up at once. */
+  private stopping = new AbortController();
   private consumer: LogConsumer | null = null;
   private partitionCount = 0;
   private running = false;
@@ -159,12 +139,17 @@ export class Projector {
 
   async start(): Promise<void> {
     this.partitionCount = await this.options.log.partitionCount();
-    await this.checkPartitionCount();
+    await checkPartitionCount(this.options.db, this.options.log.topic, this.partitionCount);
     this.running = true;
+    this.stopping = new AbortController();
+    const { aroundBatch } = this.options.hooks ?? {};
     this.consumer = this.options.log.consume({
       group: this.options.group ?? projectorGroup(this.options.log.topic),
       startOffset: (partition) => this.load(partition),
-      onBatch: (batch, control) => this.onBatch(batch, control),
+      onBatch: (batch, control) =>
+        aroundBatch
+          ? aroundBatch(batch, (traced) => this.onBatch(traced, control))
+          : this.onBatch(batch, control),
       onAssignment: (owned) => {
         for (const p of [...this.partitions.keys()])
           if (!owned.includes(p)) this.partitions.delete(p);
@@ -184,79 +169,30 @@ export class Projector {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping.abort();
     await this.consumer?.stop();
     this.consumer = null;
   }
 
-  /** Seqs depend on uid→partition routing, so the partition count may never change. */
-  private async checkPartitionCount(): Promise<void> {
-    const { db } = this.options;
-    const name = `partitions:${this.options.log.topic}`;
-    const row = await typed<{ value: string } | undefined>(
-      db('minipush_meta').where({ name }).first('value'),
-    );
-    if (!row) {
-      await db('minipush_meta')
-        .insert({ name, value: String(this.partitionCount) })
-        .onConflict('name')
-        .ignore();
-      return;
-    }
-    if (Number(row.value) !== this.partitionCount) {
-      throw new Error(
-        `${this.options.log.topic} has ${this.partitionCount} partitions but the projections were built with ${row.value}; ` +
-          'uids would move between partitions. Restore the partition count or rebuild into a new database.',
-      );
-    }
-  }
-
   private async load(partition: number): Promise<number> {
     const { db } = this.options;
-    const topic = this.options.log.topic;
     return withRetry(
       async () => {
-        await db('projector_offsets')
-          .insert({
-            topic,
-            log_partition: partition,
-            next_offset: 0,
-            notified_offset: 0,
-            updated_at: this.now(),
-          })
-          .onConflict(['topic', 'log_partition'])
-          .ignore();
-        const row = await typed<{
-          next_offset: number | string;
-          notified_offset: number | string;
-        }>(
-          db('projector_offsets')
-            .where({ topic, log_partition: partition })
-            .first('next_offset', 'notified_offset'),
-        );
-        const marks = await typed<
-          Array<{
-            source_partition: number;
-            source_offset: number | string;
-          }>
-        >(
-          db('projector_forwards')
-            .where({ topic, log_partition: partition })
-            .select('source_partition', 'source_offset'),
-        );
-        const state: PartitionState = {
-          nextOffset: Number(row.next_offset),
-          notifiedOffset: Number(row.notified_offset),
-          forwarded: new Map(marks.map((m) => [m.source_partition, Number(m.source_offset)])),
-        };
-        this.partitions.set(partition, state);
+        const checkpoint = await loadCheckpoint(db, this.options.log.topic, partition, this.now());
+        this.partitions.set(partition, checkpoint);
         this.log.info(
-          { partition, nextOffset: state.nextOffset, notifiedOffset: state.notifiedOffset },
+          {
+            partition,
+            nextOffset: checkpoint.nextOffset,
+            notifiedOffset: checkpoint.notifiedOffset,
+          },
           'partition loaded',
         );
-        return state.notifiedOffset;
+        return checkpoint.notifiedOffset;
       },
       {
         shouldContinue: () => this.running,
+        signal: this.stopping.signal,
         onRetry: (err, attempt, delay) =>
           this.log.warn(
             { err, partition, attempt, delay },
@@ -264,6 +200,12 @@ export class Projector {
           ),
       },
     );
+  }
+
+  private notify(changes: readonly HeadChange[]): Promise<void> {
+    const { feed, hooks } = this.options;
+    const publish = (traced: readonly HeadChange[]) => feed.publish(traced);
+    return hooks?.aroundNotify ? hooks.aroundNotify(changes, publish) : publish(changes);
   }
 
   private async onBatch(whole: LogBatch, control: BatchControl): Promise<void> {
@@ -289,23 +231,30 @@ export class Projector {
       );
     }
 
+    const routing = {
+      partition,
+      partitionCount: this.partitionCount,
+      limits: this.options.limits,
+      forwarded: state.forwarded,
+    };
     const renotify = new Set<number>();
     const toApply: LogRecord[] = [];
     for (const record of batch.records) {
       if (record.offset >= state.nextOffset) toApply.push(record);
       else if (record.offset >= state.notifiedOffset) {
-        for (const uid of this.localUids(record, partition)) renotify.add(uid);
+        for (const uid of localUids(record, routing)) renotify.add(uid);
       }
     }
     if (renotify.size > 0) {
       const changes = await withRetry(() => currentHeads(this.options.db, [...renotify]), {
         shouldContinue: () => this.running && control.isActive(),
+        signal: this.stopping.signal,
       });
-      await this.options.feed.publish(changes);
+      await this.notify(changes);
     }
     if (toApply.length === 0) return;
 
-    const { letters, forwards, local } = this.route(toApply, partition, state);
+    const { letters, forwards, local } = routeRecords(toApply, routing);
     // Before the commits: a crash after these sends re-sends them, and both are safe to repeat
     // (dead letters are at-least-once; forwarded records are deduped on their origin).
     await this.options.log.deadLetter(letters);
@@ -338,7 +287,7 @@ export class Projector {
    */
   private async applySlice(
     partition: number,
-    state: PartitionState,
+    state: Checkpoint,
     slice: TransactionSlice,
     control: BatchControl,
   ): Promise<{ deliveries: number; readCommands: number }> {
@@ -372,12 +321,23 @@ export class Projector {
           }
         }
         await control.heartbeat();
-        await this.commit(partition, state, firstOffset, nextOffset, forwardMarks, projection);
+        await this.options.db.transaction(async (trx) => {
+          await moveCheckpoint(trx, {
+            topic: this.options.log.topic,
+            partition,
+            expectedNext: state.nextOffset,
+            nextOffset,
+            notifiedOffset: firstOffset,
+            forwardMarks,
+            now: this.now(),
+          });
+          await projection.write(trx, this.options.log.topic);
+        });
         return { projection, deliveries, readCommands, forwardMarks };
       },
       {
-        canRetry: (err) => !(err instanceof FencedError),
         shouldContinue: () => this.running && control.isActive(),
+        signal: this.stopping.signal,
         onRetry: (err, attempt, delay) =>
           this.log.warn({ err, partition, attempt, delay }, 'projection batch failed; retrying'),
       },
@@ -391,118 +351,7 @@ export class Projector {
     state.nextOffset = nextOffset;
     for (const [source, offset] of applied.forwardMarks) state.forwarded.set(source, offset);
     this.options.hooks?.onApplied?.(partition, nextOffset);
-    await this.options.feed.publish(applied.projection.changes());
+    await this.notify(applied.projection.changes());
     return { deliveries: applied.deliveries, readCommands: applied.readCommands };
-  }
-
-  /** Splits records into dead letters, records for other partitions, and commands to apply. */
-  private route(
-    records: readonly LogRecord[],
-    partition: number,
-    state: PartitionState,
-  ): { letters: DeadLetter[]; forwards: AppendRecord[]; local: LocalCommand[] } {
-    const letters: DeadLetter[] = [];
-    const forwards: AppendRecord[] = [];
-    const local: LocalCommand[] = [];
-    const seenOrigins = new Map<number, number>();
-    for (const record of records) {
-      let command: CommandRecord;
-      try {
-        command = decodeCommand(record.value, this.options.limits);
-      } catch (err) {
-        if (!(err instanceof InvalidCommand)) throw err;
-        letters.push({ record, reason: err.message, field: err.field });
-        continue;
-      }
-      const origin = parseOrigin(record.headers[HEADERS.origin]);
-      if (origin) {
-        const applied = Math.max(
-          state.forwarded.get(origin.partition) ?? -1,
-          seenOrigins.get(origin.partition) ?? -1,
-        );
-        if (origin.offset <= applied) continue;
-        seenOrigins.set(origin.partition, origin.offset);
-      }
-      const byPartition = new Map<number, number[]>();
-      for (const uid of uidsOf(command)) {
-        const p = partitionOfUid(uid, this.partitionCount);
-        let list = byPartition.get(p);
-        if (!list) byPartition.set(p, (list = []));
-        list.push(uid);
-      }
-      const mine = byPartition.get(partition) ?? [];
-      byPartition.delete(partition);
-      if (byPartition.size > 0) {
-        if (origin) {
-          letters.push({
-            record,
-            reason: 're-routed record is on the wrong partition; was the partition count changed?',
-          });
-          continue;
-        }
-        for (const [target, uids] of byPartition) {
-          forwards.push({
-            partition: target,
-            key: command.type === 'publish' ? command.id : String(uids[0]),
-            value: encodeCommand(
-              command.type === 'publish'
-                ? { ...command, to: uids, createTime: command.createTime ?? record.timestamp }
-                : command,
-            ),
-            headers: { ...record.headers, [HEADERS.origin]: `${partition}:${record.offset}` },
-          });
-        }
-      }
-      if (mine.length > 0) local.push({ record, command, uids: mine, origin });
-    }
-    return { letters, forwards, local };
-  }
-
-  private localUids(record: LogRecord, partition: number): number[] {
-    try {
-      const command = decodeCommand(record.value, this.options.limits);
-      return uidsOf(command).filter(
-        (uid) => partitionOfUid(uid, this.partitionCount) === partition,
-      );
-    } catch {
-      return [];
-    }
-  }
-
-  private async commit(
-    partition: number,
-    state: PartitionState,
-    firstOffset: number,
-    nextOffset: number,
-    forwardMarks: ReadonlyMap<number, number>,
-    projection: ProjectionBatch,
-  ): Promise<void> {
-    const topic = this.options.log.topic;
-    const now = this.now();
-    await this.options.db.transaction(async (trx) => {
-      // The fence comes first: it locks this partition's offset row for the whole transaction.
-      const updated = await trx('projector_offsets')
-        .where({ topic, log_partition: partition, next_offset: state.nextOffset })
-        .update({ next_offset: nextOffset, notified_offset: firstOffset, updated_at: now });
-      if (updated !== 1) {
-        throw new FencedError(
-          `partition ${partition} moved past offset ${state.nextOffset}: another projector owns it`,
-        );
-      }
-      if (forwardMarks.size > 0) {
-        await trx('projector_forwards')
-          .insert(
-            [...forwardMarks].map(([source, offset]) => ({
-              topic,
-              log_partition: partition,
-              source_partition: source,
-              source_offset: offset,
-            })),
-          )
-          .onConflict(['topic', 'log_partition', 'source_partition'])
-          .merge(['source_offset']);
-      }
-      await projection.write(trx, topic);
-    });
   }
 }

@@ -1,27 +1,15 @@
 import type { ReadBitmap } from '../domain/read-bitmap.js';
+import type { FeedPageOf, FeedEvent as WireFeedEvent } from '../protocol/websocket.js';
 
-/** One event of a user's feed as every transport returns it. */
-export interface FeedEvent {
-  readonly seq: number;
-  readonly createTime: number;
-  /**
-   * The business payload as stored: JSON text, which transports splice into their answers as
-   * it is (clients see it as `body`); parsing and re-serialising it cost more than the query.
-   */
-  readonly bodyJson: string;
-  readonly read: boolean;
-}
+/**
+ * One event of a user's feed as the queries read it: the wire event, with its body still the
+ * stored JSON text, which transports splice into their answers as it is (clients see it as
+ * `body`); parsing and re-serialising it cost more than the query.
+ */
+export type FeedEvent = Omit<WireFeedEvent, 'body'> & { readonly bodyJson: string };
 
 /** The envelope of diff and range fetch answers. */
-export interface FeedPage {
-  readonly headSeq: number;
-  readonly floorSeq: number;
-  readonly events: FeedEvent[];
-  /** More events exist past this page in the direction read. */
-  readonly more: boolean;
-  /** Some asked-for events are gone (expired): the client should refetch from the newest page. */
-  readonly reset: boolean;
-}
+export type FeedPage = FeedPageOf<FeedEvent>;
 
 export interface FeedRow {
   seq: number;

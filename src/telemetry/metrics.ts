@@ -1,8 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CommandRecord } from '../commands/command-record.js';
-import type { HubObserver } from '../hubs/hub.js';
-import type { ProjectorHooks } from '../projections/projector.js';
 
 /** Seconds; from a cache hit on a query to a slow `?wait=true` publish. */
 const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -13,6 +10,29 @@ const BATCH_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 
 /** Where a request came in: REST, gRPC or a WebSocket session. */
 export type Transport = 'http' | 'grpc' | 'ws';
+
+/**
+ * What metrics hear from a hub and its WebSocket transport. The composition root passes it as
+ * their observers; it is declared here, by shape, so telemetry imports nothing from the layers.
+ */
+export interface SessionEvents {
+  onSessionOpened(): void;
+  onSessionClosed(code: number): void;
+  onKickoff(): void;
+  onNudgeSent(latencyMs: number | null): void;
+  onNudgeCoalesced(): void;
+  onUpgradeRefused(reason: string): void;
+  onRequest(type: string, durationMs: number, outcome: string): void;
+}
+
+/** What metrics read of one projector batch (the projector's onBatch hook). */
+export interface BatchFigures {
+  readonly partition: number;
+  readonly records: number;
+  readonly deliveries: number;
+  readonly deadLetters: number;
+  readonly durationMs: number;
+}
 
 /** One partition's projector lag in records: log end offset − next offset to apply. */
 export interface PartitionLag {
@@ -170,7 +190,7 @@ export class Metrics {
   }
 
   /** For MiniPushService's onCommand. */
-  readonly onCommand = (command: CommandRecord): void => {
+  readonly onCommand = (command: { readonly type: string }): void => {
     this.commands.inc({ type: command.type });
   };
 
@@ -187,7 +207,7 @@ export class Metrics {
   };
 
   /** For the projector's onBatch hook. */
-  readonly onProjectorBatch: NonNullable<ProjectorHooks['onBatch']> = (info) => {
+  readonly onProjectorBatch = (info: BatchFigures): void => {
     const partition = String(info.partition);
     this.batchRecords.observe({ partition }, info.records);
     this.batchSeconds.observe({ partition }, info.durationMs / 1000);
@@ -200,7 +220,7 @@ export class Metrics {
   }
 
   /** What a hub reports; `minipush_sessions*` read the hub's counts at scrape time. */
-  hubObserver(counts: () => { sessions: number; users: number }): HubObserver {
+  hubObserver(counts: () => { sessions: number; users: number }): SessionEvents {
     this.hubCounts = counts;
     return {
       onSessionOpened: () => this.sessionsOpened.inc(),
@@ -235,21 +255,4 @@ export class Metrics {
       });
     };
   }
-}
-
-/** Combines observers so tests can watch a hub that also feeds metrics. */
-export function bothObservers(a: HubObserver, b: HubObserver | undefined): HubObserver {
-  if (!b) return a;
-  return {
-    onSessionOpened: () => (a.onSessionOpened?.(), b.onSessionOpened?.()),
-    onSessionClosed: (code) => (a.onSessionClosed?.(code), b.onSessionClosed?.(code)),
-    onKickoff: () => (a.onKickoff?.(), b.onKickoff?.()),
-    onNudgeSent: (latency) => (a.onNudgeSent?.(latency), b.onNudgeSent?.(latency)),
-    onNudgeCoalesced: () => (a.onNudgeCoalesced?.(), b.onNudgeCoalesced?.()),
-    onUpgradeRefused: (reason) => (a.onUpgradeRefused?.(reason), b.onUpgradeRefused?.(reason)),
-    onRequest: (type, ms, outcome) => (
-      a.onRequest?.(type, ms, outcome),
-      b.onRequest?.(type, ms, outcome)
-    ),
-  };
 }

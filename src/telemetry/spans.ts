@@ -10,18 +10,8 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import type { CommandRecord } from '../commands/command-record.js';
-import type {
-  AppendRecord,
-  ChangeFeed,
-  CommandLog,
-  ConsumeOptions,
-  DeadLetter,
-  HeadChange,
-  LogConsumer,
-  LogPosition,
-  LogRecord,
-  Subscription,
-} from '../log/log.js';
+import type { HeadChange } from '../domain/head-state.js';
+import type { LogBatch, LogPosition, LogRecord } from '../log/log.js';
 import { packageVersion } from '../version.js';
 import { contextFromHeaders, traceHeaders } from './trace-context.js';
 
@@ -99,11 +89,12 @@ function commandSpanName(command: CommandRecord): string {
 }
 
 /**
- * Runs `write` (the append of one command) in a producer span and hands it the span's W3C
+ * The command writer's `around` hook: runs `write` (the append of one command) in a producer
+ * span, child of the active context (the REST or gRPC request), and hands it the span's W3C
  * context to put in the records' headers, so the projection continues this trace. Records the
  * command type, uid count and log positions; never the body.
  */
-export async function traceCommand(
+export async function traceAppend(
   command: CommandRecord,
   topic: string,
   write: (headers: Record<string, string> | undefined) => Promise<LogPosition[]>,
@@ -156,64 +147,21 @@ function describeRecord(record: LogRecord): Attributes {
 }
 
 /**
- * The commands log as the projector reads it, with tracing: each batch runs in a
- * `minipush.project.batch` span (its SQL is traced beneath it; it links to the records' traces)
- * and each record gets a `minipush.project` span whose parent is the context in its headers
- * (the publish), or the batch span for a record that came with none. The projector then sees
- * each record with that span's context in its `traceparent` header, so the head change it
- * produces — and the hub's nudge — continue the record's trace. Everything else passes through.
+ * The projector's `aroundBatch` hook: each batch runs in a `minipush.project.batch` span (its
+ * SQL is traced beneath it; it links to the records' traces) and each record gets a
+ * `minipush.project` span whose parent is the context in its headers (the publish), or the
+ * batch span for a record that came with none. The projector then sees each record with that
+ * span's context in its `traceparent` header, so the head change it produces — and the hub's
+ * nudge — continue the record's trace.
  */
-export class TracedCommandLog implements CommandLog {
-  constructor(
-    private readonly inner: CommandLog,
-    private readonly system: 'kafka' | 'minipush.embedded',
-  ) {}
-
-  get topic(): string {
-    return this.inner.topic;
-  }
-
-  partitionCount(): Promise<number> {
-    return this.inner.partitionCount();
-  }
-
-  append(records: readonly AppendRecord[]): Promise<LogPosition[]> {
-    return this.inner.append(records);
-  }
-
-  deadLetter(letters: readonly DeadLetter[]): Promise<void> {
-    return this.inner.deadLetter(letters);
-  }
-
-  startOffsets(): Promise<number[]> {
-    return this.inner.startOffsets();
-  }
-
-  endOffsets(): Promise<number[]> {
-    return this.inner.endOffsets();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-
-  consume(options: ConsumeOptions): LogConsumer {
-    return this.inner.consume({
-      ...options,
-      onBatch: (batch, control) =>
-        this.traceBatch(batch.partition, batch.records, options, control),
-    });
-  }
-
-  private async traceBatch(
-    partition: number,
-    records: readonly LogRecord[],
-    options: ConsumeOptions,
-    control: Parameters<ConsumeOptions['onBatch']>[1],
-  ): Promise<void> {
+export function traceBatches(
+  system: 'kafka' | 'minipush.embedded',
+  topic: string,
+): (batch: LogBatch, run: (batch: LogBatch) => Promise<void>) => Promise<void> {
+  return async ({ partition, records }, run) => {
     const common: Attributes = {
-      [ATTR.messagingSystem]: this.system,
-      [ATTR.destination]: this.inner.topic,
+      [ATTR.messagingSystem]: system,
+      [ATTR.destination]: topic,
       [ATTR.partition]: String(partition),
       [ATTR.operation]: 'process',
       [ATTR.batchSize]: records.length,
@@ -254,9 +202,7 @@ export class TracedCommandLog implements CommandLog {
       return headers ? { ...record, headers: { ...record.headers, ...headers } } : record;
     });
     try {
-      await context.with(batchContext, () =>
-        options.onBatch({ partition, records: traced }, control),
-      );
+      await context.with(batchContext, () => run({ partition, records: traced }));
     } catch (err) {
       for (const span of [...spans, batchSpan]) fail(span, err);
       throw err;
@@ -264,21 +210,21 @@ export class TracedCommandLog implements CommandLog {
       for (const span of spans) span.end();
       batchSpan.end();
     }
-  }
+  };
 }
 
 /**
- * The head-change feed with tracing: each change a projector publishes is sent in a
- * `minipush.notify` span, child of the context it carries (the record's `minipush.project`
- * span), and goes out carrying the notify span's context for the hubs' `minipush.nudge`.
+ * The projector's `aroundNotify` hook: each head change is sent in a `minipush.notify` span,
+ * child of the context it carries (the record's `minipush.project` span), and goes out
+ * carrying the notify span's context for the hubs' `minipush.nudge`.
  */
-export class TracedChangeFeed implements ChangeFeed {
-  constructor(
-    private readonly inner: ChangeFeed,
-    private readonly destination: string,
-  ) {}
-
-  async publish(changes: readonly HeadChange[]): Promise<void> {
+export function traceNotifications(
+  destination: string,
+): (
+  changes: readonly HeadChange[],
+  publish: (changes: readonly HeadChange[]) => Promise<void>,
+) => Promise<void> {
+  return async (changes, publish) => {
     if (changes.length === 0) return;
     const t = tracer();
     const spans: Span[] = [];
@@ -291,7 +237,7 @@ export class TracedChangeFeed implements ChangeFeed {
         {
           kind: SpanKind.PRODUCER,
           attributes: {
-            [ATTR.destination]: this.destination,
+            [ATTR.destination]: destination,
             [ATTR.operation]: 'send',
             [ATTR.uid]: change.uid,
             [ATTR.uidCount]: 1,
@@ -305,27 +251,19 @@ export class TracedChangeFeed implements ChangeFeed {
       return traceparent ? { ...change, traceparent } : change;
     });
     try {
-      await this.inner.publish(traced);
+      await publish(traced);
     } catch (err) {
       for (const span of spans) fail(span, err);
       throw err;
     } finally {
       for (const span of spans) span.end();
     }
-  }
-
-  subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription> {
-    return this.inner.subscribe(onChanges);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
-  }
+  };
 }
 
 /**
- * Runs a hub's handling of one head change for a user with live sessions on this hub in a
- * `minipush.nudge` span, child of the notification's context. `nudge` returns true when the
+ * The hub's `aroundNudge` hook: runs its handling of one head change for a user with live
+ * sessions on this hub in a `minipush.nudge` span, child of the notification's context. `nudge` returns true when the
  * sessions were told at once, false when the change was merged into the next window's nudge.
  * A change that carries no trace context is handled untraced.
  */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DisconnectCode, shouldReconnect } from '../../src/client/codes.js';
-import { CLOSE_CODES } from '../../src/hubs/ws-protocol.js';
+import { CLOSE_CODES } from '../../src/protocol/websocket.js';
 
 describe('DisconnectCode', () => {
   it('should mirror every close code of the hub with the same number', () => {

@@ -11,9 +11,8 @@ import {
   type FeedEvent,
   type MiniPushClientOptions,
 } from '../../src/client/index.js';
-import { createLogger } from '../../src/logger.js';
-import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
 import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
+import { expireEverything } from '../helpers/pipeline.js';
 import { tempDir } from '../helpers/services.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
 
@@ -231,15 +230,7 @@ describe('MiniPushClient on an in-process hub', () => {
 
     // Away for longer than the TTL: 3 and 4 arrive and expire with 1 and 2 before it is back.
     await publish(uid, 2);
-    const cleaner = new TtlCleaner({
-      db: stack.runtime.backend.db,
-      ttlMs: stack.config.eventTtlMs,
-      batchSize: 2,
-      intervalMs: 60_000,
-      logger: createLogger('warn'),
-      now: () => Date.now() + stack.config.eventTtlMs + 60_000,
-    });
-    await cleaner.runOnce();
+    await expireEverything(stack.runtime, stack.config.eventTtlMs);
     await publish(uid, 5);
     expect(await serverStats(uid)).toMatchObject({ headSeq: 9, floorSeq: 5 });
 

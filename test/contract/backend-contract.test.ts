@@ -1,9 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
-import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
 import type { Runtime } from '../../src/runtime.js';
-import { startPipeline, waitCaughtUp, watchChanges } from '../helpers/pipeline.js';
+import {
+  startPipeline,
+  waitCaughtUp,
+  watchChanges,
+  expireEverything,
+} from '../helpers/pipeline.js';
 import { backendConfig, type Backend } from '../helpers/services.js';
 import { API_KEY, JWT_SECRET } from '../helpers/stack.js';
 
@@ -103,15 +106,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('backend contract: %s', (bac
     const uid = freshUid();
     for (let i = 0; i < 3; i++)
       await runtime.service.publish(service, { to: [uid], body: i }, { wait: true });
-    const cleaner = new TtlCleaner({
-      db: runtime.backend.db,
-      ttlMs: config.eventTtlMs,
-      batchSize: 2,
-      intervalMs: 60_000,
-      logger: createLogger('warn'),
-      now: () => Date.now() + config.eventTtlMs + 60_000,
-    });
-    await cleaner.runOnce();
+    await expireEverything(runtime, config.eventTtlMs);
     await runtime.service.publish(service, { to: [uid], body: 'kept' }, { wait: true });
     const page = await runtime.service.diff(service, uid, 0, 10);
     expect(page).toMatchObject({ headSeq: 4, floorSeq: 4, reset: true });

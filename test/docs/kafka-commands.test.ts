@@ -13,8 +13,8 @@ import {
 import { partitionOfUid } from '../../src/domain/partitioner.js';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { HEADERS } from '../../src/log/log.js';
-import { commandLimits, type Runtime } from '../../src/runtime.js';
-import { loadConfig } from '../../src/config.js';
+import type { Runtime } from '../../src/runtime.js';
+import { commandLimits, loadConfig } from '../../src/config.js';
 import { typed } from '../../src/store/database.js';
 import { codeBlocks, inlineCode, readDoc, tableRows } from '../helpers/markdown.js';
 import { feedOf, startPipeline, waitSettled } from '../helpers/pipeline.js';

@@ -3,10 +3,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import knexFactory, { type Knex } from 'knex';
 import { createLogger } from '../../src/logger.js';
-import { openBackend } from '../../src/backend.js';
-import { configEnv, loadConfig, type Config } from '../../src/config.js';
+import { openBackend, prepareBackend } from '../../src/backend.js';
+import { deploymentEnv, loadConfig, type Config } from '../../src/config.js';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
-import { prepareBackend } from '../../src/runtime.js';
 import { typed } from '../../src/store/database.js';
 import { spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
@@ -117,13 +116,7 @@ export class Deployment {
 
   env(extra: Partial<Config> = {}): Record<string, string> {
     const c = { ...this.config, ...extra };
-    return configEnv({
-      kafkaBrokers: c.kafkaBrokers,
-      mysqlUrl: c.mysqlUrl,
-      topicPrefix: c.topicPrefix,
-      partitions: c.partitions,
-      apiKeys: c.apiKeys,
-      jwtSecret: c.jwtSecret,
+    return deploymentEnv(c, {
       grpcPort: c.grpcPort,
       httpPort: c.httpPort,
       waitTimeoutMs: c.waitTimeoutMs,

@@ -5,8 +5,10 @@ import type { CommandRecord } from '../../src/commands/command-record.js';
 import type { Config } from '../../src/config.js';
 import type { Backend } from '../../src/backend.js';
 import { EmbeddedCommandLog } from '../../src/log/embedded-log.js';
-import type { HeadChange, LogPosition, LogRecord } from '../../src/log/log.js';
+import type { HeadChange } from '../../src/domain/head-state.js';
+import type { LogPosition, LogRecord } from '../../src/log/log.js';
 import { createLogger } from '../../src/logger.js';
+import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
 import { startRuntime, type Runtime } from '../../src/runtime.js';
 import { typed } from '../../src/store/database.js';
 
@@ -145,4 +147,19 @@ export async function readDeadLetters(
   } finally {
     await consumer.disconnect();
   }
+}
+
+/**
+ * Runs one TTL cleaner pass as if a minute past the TTL had gone by: every event published so
+ * far expires. Small batches, so the pass loops as a busy cleaner would.
+ */
+export async function expireEverything(runtime: Runtime, ttlMs: number): Promise<void> {
+  await new TtlCleaner({
+    db: runtime.backend.db,
+    ttlMs,
+    batchSize: 2,
+    intervalMs: 60_000,
+    logger: createLogger('warn'),
+    now: () => Date.now() + ttlMs + 60_000,
+  }).runOnce();
 }

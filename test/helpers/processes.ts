@@ -4,29 +4,46 @@ import readline from 'node:readline';
 
 /** The `minipush` bin: starts tracing first when OTEL_* asks for it, then runs the CLI. */
 export const CLI = path.resolve(import.meta.dirname, '../../dist/src/bin.js');
-const cli = CLI;
 
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/**
+ * `minipush <args>` in its own process, with its output kept for failure messages. Every one
+ * is remembered so a suite can kill whatever still runs in `afterAll` ({@link killAll}).
+ */
 export interface MiniPushProcess {
   readonly child: ChildProcess;
-  /** `http://127.0.0.1:port` once running (null for roles without HTTP). */
+  /** `http://127.0.0.1:port` once running (null before, and for roles without HTTP). */
   readonly url: string | null;
   readonly grpcPort: number | null;
   /** Every stdout log line, parsed. */
   readonly logs: Array<Record<string, unknown>>;
+  /** Resolves once it logs that it is running; rejects if it exits first. */
+  readonly running: Promise<void>;
+  /** True until it exits. */
+  isAlive(): boolean;
+  /** What it printed lately, stdout and stderr. */
+  output(): string;
   /** Everything written to stderr so far. */
   stderr(): string;
   /** Log lines at warn level and above, for failure messages. */
   problems(): string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exited: Promise<Exit>;
+  kill(signal?: NodeJS.Signals): Promise<Exit>;
 }
 
-const running = new Set<ChildProcess>();
+export interface RunOptions {
+  readonly cwd?: string;
+  /** Lowers `ulimit -n` for the process. */
+  readonly openFileLimit?: number;
+}
+
+const alive = new Set<ChildProcess>();
 
 /** Kills every process the tests started that is still alive (for afterAll). */
 export async function killAll(): Promise<void> {
   await Promise.all(
-    [...running].map(
+    [...alive].map(
       (child) =>
         new Promise<void>((resolve) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -35,136 +52,130 @@ export async function killAll(): Promise<void> {
         }),
     ),
   );
-  running.clear();
+  alive.clear();
 }
 
-/** Runs the built CLI (`minipush serve …`) and resolves once it logs that it is running. */
-export function spawnMiniPush(
-  env: Record<string, string>,
-  args: string[] = ['serve'],
-  timeoutMs = 60_000,
-  options: { openFileLimit?: number } = {},
-): Promise<MiniPushProcess> {
+/** Starts the built CLI with `args` and the given environment; does not wait for it. */
+export function runMiniPush(
+  args: readonly string[],
+  env: Readonly<Record<string, string>>,
+  options: RunOptions = {},
+): MiniPushProcess {
   // With a limit, bash lowers `ulimit -n` and execs node in its place (same pid).
   const [command, argv] =
     options.openFileLimit === undefined
-      ? [process.execPath, [cli, ...args]]
+      ? [process.execPath, [CLI, ...args]]
       : [
           'bash',
           [
             '-c',
             `ulimit -n ${options.openFileLimit} && exec "$0" "$@"`,
             process.execPath,
-            cli,
+            CLI,
             ...args,
           ],
         ];
   const child = spawn(command, argv, {
-    env: { PATH: process.env.PATH ?? '', MINIPUSH_LOG_LEVEL: 'info', ...env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    env: {
+      PATH: process.env.PATH ?? '',
+      MINIPUSH_LOG_LEVEL: 'info',
+      KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  running.add(child);
+  alive.add(child);
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+  let recent: string[] = [];
+  const keep = (text: string) => {
+    recent.push(text);
+    if (recent.length > 400) recent = recent.slice(-200);
+  };
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    keep(chunk.toString());
+  });
+  const exited = new Promise<Exit>((resolve) => {
     child.once('exit', (code, signal) => {
-      running.delete(child);
+      alive.delete(child);
       resolve({ code, signal });
     });
   });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`minipush did not start in ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`minipush exited early (${code ?? signal})\n${stderr}`));
-    });
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      let entry: Record<string, unknown>;
-      try {
-        entry = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      logs.push(entry);
-      if (entry.msg === 'minipush is running') {
-        clearTimeout(timer);
-        resolve({
-          child,
-          url: typeof entry.http === 'string' ? entry.http : null,
-          grpcPort: typeof entry.grpcPort === 'number' ? entry.grpcPort : null,
-          logs,
-          stderr: () => stderr,
-          problems: () =>
-            [
-              ...logs
-                .filter(
-                  (l) => ['warn', 'error', 'fatal'].includes(String(l.level)) || l.msg === 'closed',
-                )
-                .map((l) => JSON.stringify(l)),
-              stderr,
-            ].join('\n'),
-          exited,
-          kill(signal: NodeJS.Signals = 'SIGTERM') {
-            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-            return exited;
-          },
-        });
-      }
-    });
+  let markRunning!: () => void;
+  let failRunning!: (err: Error) => void;
+  const running = new Promise<void>((resolve, reject) => {
+    markRunning = resolve;
+    failRunning = reject;
   });
+  running.catch(() => undefined);
+  void exited.then(({ code, signal }) =>
+    failRunning(new Error(`minipush exited early (${code ?? signal})\n${stderr}`)),
+  );
+  const started: { url: string | null; grpcPort: number | null } = { url: null, grpcPort: null };
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
+    keep(`${line}\n`);
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    logs.push(entry);
+    if (entry.msg === 'minipush is running') {
+      started.url = typeof entry.http === 'string' ? entry.http : null;
+      started.grpcPort = typeof entry.grpcPort === 'number' ? entry.grpcPort : null;
+      markRunning();
+    }
+  });
+  return {
+    child,
+    get url() {
+      return started.url;
+    },
+    get grpcPort() {
+      return started.grpcPort;
+    },
+    logs,
+    running,
+    isAlive: () => child.exitCode === null && child.signalCode === null,
+    output: () => recent.join(''),
+    stderr: () => stderr,
+    problems: () =>
+      [
+        ...logs
+          .filter((l) => ['warn', 'error', 'fatal'].includes(String(l.level)) || l.msg === 'closed')
+          .map((l) => JSON.stringify(l)),
+        stderr,
+      ].join('\n'),
+    exited,
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
 }
 
-/**
- * `minipush <args>` in its own process, with its output kept for the failure message. Every
- * instance is remembered so a suite can kill whatever is still running in `afterAll`.
- */
-export class MinipushProcess {
-  private static readonly alive = new Set<MinipushProcess>();
-  readonly child: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private output: string[] = [];
-
-  constructor(args: readonly string[], env: Readonly<Record<string, string>>, cwd: string) {
-    this.child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', KAFKAJS_NO_PARTITIONER_WARNING: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    MinipushProcess.alive.add(this);
-    const keep = (chunk: Buffer) => {
-      this.output.push(chunk.toString('utf8'));
-      if (this.output.length > 200) this.output = this.output.slice(-100);
-    };
-    this.child.stdout!.on('data', keep);
-    this.child.stderr!.on('data', keep);
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        MinipushProcess.alive.delete(this);
-        resolve({ code, signal });
-      });
-    });
+/** Runs `minipush serve …` (or `args`) and resolves once it logs that it is running. */
+export async function spawnMiniPush(
+  env: Record<string, string>,
+  args: string[] = ['serve'],
+  timeoutMs = 60_000,
+  options: RunOptions = {},
+): Promise<MiniPushProcess> {
+  const started = runMiniPush(args, env, options);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      started.child.kill('SIGKILL');
+      reject(new Error(`minipush did not start in ${timeoutMs} ms\n${started.stderr()}`));
+    }, timeoutMs);
+  });
+  try {
+    await Promise.race([started.running, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** What the process printed lately. */
-  get log(): string {
-    return this.output.join('');
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.running) this.child.kill(signal);
-    await this.exited;
-  }
-
-  /** Kills every process this module started that is still running. */
-  static async killAll(): Promise<void> {
-    await Promise.all([...MinipushProcess.alive].map((p) => p.kill('SIGKILL')));
-  }
+  return started;
 }

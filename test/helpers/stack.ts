@@ -51,7 +51,7 @@ export async function startStack(
     ...overrides,
   });
   const runtime = await startPipeline(made.config);
-  const url = runtime.httpUrl!;
+  const url = runtime.httpUrl;
   return {
     runtime,
     config: made.config,

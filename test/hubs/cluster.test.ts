@@ -1,10 +1,9 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLOSE_CODES } from '../../src/hubs/ws-protocol.js';
-import { configEnv } from '../../src/config.js';
+import { CLOSE_CODES } from '../../src/protocol/websocket.js';
+import { deploymentEnv } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { openBackend } from '../../src/backend.js';
-import { prepareBackend } from '../../src/runtime.js';
+import { openBackend, prepareBackend } from '../../src/backend.js';
 import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
 import { backendConfig } from '../helpers/services.js';
 import { API_KEY, JWT_SECRET, signUserToken } from '../helpers/stack.js';
@@ -54,13 +53,7 @@ describe('hubs in a cluster (separate processes, Kafka + MariaDB)', () => {
     await prepareBackend(made.config, backend, createLogger('warn'));
     await backend.close();
     const c = made.config;
-    const env = configEnv({
-      kafkaBrokers: c.kafkaBrokers,
-      mysqlUrl: c.mysqlUrl,
-      topicPrefix: c.topicPrefix,
-      partitions: c.partitions,
-      apiKeys: c.apiKeys,
-      jwtSecret: c.jwtSecret,
+    const env = deploymentEnv(c, {
       sessionQuota: c.sessionQuota,
       hubHeartbeatMs: c.hubHeartbeatMs,
       hubTimeoutMs: c.hubTimeoutMs,

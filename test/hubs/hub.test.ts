@@ -1,6 +1,6 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLOSE_CODES } from '../../src/hubs/ws-protocol.js';
+import { CLOSE_CODES } from '../../src/protocol/websocket.js';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import type { Backend } from '../helpers/services.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
@@ -323,7 +323,7 @@ describe('hub limits (embedded)', () => {
   it('should close sessions with 1012 (reconnect elsewhere) on shutdown', async () => {
     const socket = await connect(wsUrl, { token: await signUserToken(5), ...origin });
     await socket.next((m) => m.type === 'hello');
-    const closing = stack.runtime.http!.close();
+    const closing = stack.runtime.http.close();
     expect((await socket.closed).code).toBe(CLOSE_CODES.serviceRestart);
     await closing;
   });

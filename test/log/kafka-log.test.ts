@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafka } from '../../src/log/kafka-client.js';
-import { KafkaChangeFeed, KafkaCommandLog } from '../../src/log/kafka-log.js';
-import type { HeadChange, LogRecord } from '../../src/log/log.js';
+import { KafkaChangeFeed } from '../../src/log/kafka-change-feed.js';
+import { KafkaCommandLog } from '../../src/log/kafka-command-log.js';
+import type { HeadChange } from '../../src/domain/head-state.js';
+import type { LogRecord } from '../../src/log/log.js';
 import { ensureTopics, topicNames } from '../../src/log/topics.js';
 import { createLogger } from '../../src/logger.js';
 import { kafkaBrokers, randomName } from '../helpers/services.js';
@@ -9,7 +11,12 @@ import { kafkaBrokers, randomName } from '../helpers/services.js';
 describe('Kafka log adapter against the real broker', () => {
   const logger = createLogger('warn');
   const prefix = randomName('mp');
-  const kafka = createKafka({ brokers: kafkaBrokers(), clientId: 'test', log: logger });
+  const kafka = createKafka({
+    brokers: kafkaBrokers(),
+    clientId: 'test',
+    retries: 10,
+    log: logger,
+  });
   const topics = topicNames(prefix);
   let log: KafkaCommandLog;
   let feed: KafkaChangeFeed;

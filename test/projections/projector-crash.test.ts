@@ -2,12 +2,12 @@ import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openBackend, type Backend } from '../../src/backend.js';
+import { openBackend, prepareBackend, type Backend } from '../../src/backend.js';
 import { createLogger } from '../../src/logger.js';
-import { commandLimits, prepareBackend } from '../../src/runtime.js';
+import { commandLimits } from '../../src/config.js';
 import { typed } from '../../src/store/database.js';
 import { eventually } from '../helpers/pipeline.js';
-import { MinipushProcess } from '../helpers/processes.js';
+import { killAll, runMiniPush, type MiniPushProcess } from '../helpers/processes.js';
 import {
   differences,
   readProjection,
@@ -43,7 +43,7 @@ describe('projector process on kafka+mysql', () => {
   });
 
   afterAll(async () => {
-    await MinipushProcess.killAll();
+    await killAll();
     await backend?.close();
     await made?.cleanup();
     if (cwd) fs.rmSync(cwd, { recursive: true, force: true });
@@ -80,10 +80,10 @@ describe('projector process on kafka+mysql', () => {
     })();
 
     const kills: Array<{ applied: number; lag: number }> = [];
-    let child: MinipushProcess | null = null;
+    let child: MiniPushProcess | null = null;
     try {
       for (let i = 0; i < KILLS; i++) {
-        child = new MinipushProcess(['serve', '--roles', 'projector'], childEnv, cwd);
+        child = runMiniPush(['serve', '--roles', 'projector'], childEnv, { cwd });
         const before = sum(await appliedOffsets());
         // This incarnation joined the group and committed batches of its own.
         await eventually(
@@ -98,7 +98,7 @@ describe('projector process on kafka+mysql', () => {
           (behind) => behind > 0,
           10_000,
         );
-        expect(child.running, child.log).toBe(true);
+        expect(child.isAlive(), child.output()).toBe(true);
         await child.kill('SIGKILL');
         kills.push({ applied: sum(await appliedOffsets()), lag });
       }
@@ -107,7 +107,7 @@ describe('projector process on kafka+mysql', () => {
       await producer;
     }
 
-    child = new MinipushProcess(['serve', '--roles', 'projector'], childEnv, cwd);
+    child = runMiniPush(['serve', '--roles', 'projector'], childEnv, { cwd });
     // Caught up: every partition applied up to an end that did not move while we looked
     // (forwarded records are appended before the batch that forwards them commits).
     await eventually(
@@ -120,9 +120,9 @@ describe('projector process on kafka+mysql', () => {
       (done) => done,
       90_000,
     ).catch((err: unknown) => {
-      throw new Error(`projector did not catch up: ${String(err)}\n${child.log}`);
+      throw new Error(`projector did not catch up: ${String(err)}\n${child.output()}`);
     });
-    expect(child.running, child.log).toBe(true);
+    expect(child.isAlive(), child.output()).toBe(true);
     await child.kill('SIGTERM');
 
     expect(kills).toHaveLength(KILLS);

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/logger.js';
 import type { Runtime } from '../../src/runtime.js';
 import { openDatabase, typed } from '../../src/store/database.js';
 import { feedOf, send, startPipeline, waitSettled } from '../helpers/pipeline.js';
-import { MinipushProcess } from '../helpers/processes.js';
+import { killAll, runMiniPush } from '../helpers/processes.js';
 import { backendConfig, tempDir, type Backend, type TestBackend } from '../helpers/services.js';
 import { Workload } from '../helpers/workload.js';
 
@@ -92,7 +92,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('minipush rebuild on %s', (k
   });
 
   afterAll(async () => {
-    await MinipushProcess.killAll();
+    await killAll();
     await runtime?.close();
     await db?.destroy();
     await made?.cleanup();
@@ -100,9 +100,9 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('minipush rebuild on %s', (k
   });
 
   async function rebuild(): Promise<{ code: number | null; output: string }> {
-    const child = new MinipushProcess(['rebuild'], cliEnv(config), cwd);
+    const child = runMiniPush(['rebuild'], cliEnv(config), { cwd });
     const { code } = await child.exited;
-    return { code, output: child.log };
+    return { code, output: child.output() };
   }
 
   it('should rebuild identical rows from the log, and projection should go on after it', async () => {

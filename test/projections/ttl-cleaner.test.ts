@@ -16,7 +16,7 @@ import { send, startPipeline, waitSettled } from '../helpers/pipeline.js';
 import { readWholeLog, replayLog } from '../helpers/projection-model.js';
 import { backendConfig, type Backend, type TestBackend } from '../helpers/services.js';
 import { Workload } from '../helpers/workload.js';
-import { commandLimits } from '../../src/runtime.js';
+import { commandLimits } from '../../src/config.js';
 
 const PARTITIONS = 4;
 

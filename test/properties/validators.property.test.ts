@@ -11,7 +11,8 @@ import {
 import { decidePublish } from '../../src/commands/publish.js';
 import { emptyBitmap } from '../../src/domain/read-bitmap.js';
 import { decodeReadBlock, encodeReadBlock } from '../../src/domain/read-blocks.js';
-import { parseClientMessage, REQUEST_TYPES } from '../../src/hubs/ws-protocol.js';
+import { REQUEST_TYPES } from '../../src/protocol/websocket.js';
+import { parseClientMessage } from '../../src/transports/ws/parse-request.js';
 
 const limits: CommandLimits = {
   bodyLimitBytes: 4096,

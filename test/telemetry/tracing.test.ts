@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openBackend } from '../../src/backend.js';
-import { configEnv } from '../../src/config.js';
+import { openBackend, prepareBackend } from '../../src/backend.js';
+import { deploymentEnv } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { prepareBackend } from '../../src/runtime.js';
 import { SPAN } from '../../src/telemetry/spans.js';
 import {
   startOtlpReceiver,
@@ -72,13 +71,7 @@ describe('tracing across processes (Kafka + MariaDB)', () => {
     commandsTopic = backend.topics.commands;
     await backend.close();
     const env = {
-      ...configEnv({
-        kafkaBrokers: c.kafkaBrokers,
-        mysqlUrl: c.mysqlUrl,
-        topicPrefix: c.topicPrefix,
-        partitions: c.partitions,
-        apiKeys: c.apiKeys,
-        jwtSecret: c.jwtSecret,
+      ...deploymentEnv(c, {
         nudgeWindowMs: c.nudgeWindowMs,
         grpcPort: -1,
         httpPort: 0,

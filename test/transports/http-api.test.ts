@@ -2,9 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { decodeReadBlock } from '../../src/domain/read-blocks.js';
 import { decodeCompact } from '../../src/domain/read-compact.js';
-import { createLogger } from '../../src/logger.js';
-import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
 import { JWT_SECRET, signUserToken, startStack, type Stack } from '../helpers/stack.js';
+import { expireEverything } from '../helpers/pipeline.js';
 import type { Backend } from '../helpers/services.js';
 
 let nextUid = 50_000;
@@ -160,15 +159,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
     it('should answer reset once events below the client’s seq expired', async () => {
       const expiring = freshUid();
       for (let i = 0; i < 4; i++) await publish([expiring], i);
-      const cleaner = new TtlCleaner({
-        db: stack.runtime.backend.db,
-        ttlMs: stack.config.eventTtlMs,
-        batchSize: 2,
-        intervalMs: 60_000,
-        logger: createLogger('warn'),
-        now: () => Date.now() + stack.config.eventTtlMs + 60_000,
-      });
-      await cleaner.runOnce();
+      await expireEverything(stack.runtime, stack.config.eventTtlMs);
       await publish([expiring], 'fresh');
       const stale = await stack.call('GET', `/v1/users/${expiring}/events?after=1`);
       expect(stale.body).toMatchObject({ headSeq: 5, floorSeq: 5, reset: true });

@@ -3,11 +3,10 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import type { Authenticator, Principal } from '../../auth/authenticator.js';
-import { MiniPushError } from '../../errors.js';
+import { InvalidEventError, asClientError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { FeedPage } from '../../queries/feed-event.js';
 import type { MiniPushService } from '../../service.js';
-import { traceHeaders } from '../../telemetry/trace-context.js';
 import { packageRoot } from '../../version.js';
 
 /** Where the .proto files live, from both src/ (tests) and dist/src/ (built). */
@@ -68,10 +67,7 @@ interface MarkUnreadRequest {
 }
 
 function toGrpcError(err: unknown, log: Logger): Partial<grpc.StatusObject> {
-  const error =
-    err instanceof MiniPushError
-      ? err
-      : new MiniPushError('MINIPUSH_INTERNAL', 'internal error', { cause: err });
+  const error = asClientError(err);
   if (error.code === 'MINIPUSH_INTERNAL') log.error({ err }, 'gRPC call failed');
   const metadata = new grpc.Metadata();
   metadata.set('minipush-error-code', error.code);
@@ -179,12 +175,12 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       try {
         body = JSON.parse(req.bodyJson);
       } catch {
-        throw new MiniPushError('MINIPUSH_INVALID_EVENT', 'body_json must be JSON text');
+        throw new InvalidEventError('body_json', 'body_json must be JSON text');
       }
       const result = await service.publish(
         principal,
         { id: req.id === '' ? undefined : req.id, to: req.to, body, createTime: req.createTime },
-        { wait: req.wait, headers: traceHeaders() },
+        { wait: req.wait },
       );
       return 'seqs' in result
         ? {
@@ -199,10 +195,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
         req.upTo !== undefined
           ? { upTo: req.upTo }
           : { seqs: req.seqs.length > 0 ? req.seqs : undefined };
-      const result = await service.markRead(principal, req.uid, input, {
-        wait: req.wait,
-        headers: traceHeaders(),
-      });
+      const result = await service.markRead(principal, req.uid, input, { wait: req.wait });
       return 'changed' in result
         ? { position: '', changed: result.changed }
         : { position: result.position };
@@ -212,7 +205,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
         principal,
         req.uid,
         { seqs: req.seqs.length > 0 ? req.seqs : undefined },
-        { wait: req.wait, headers: traceHeaders() },
+        { wait: req.wait },
       );
       return 'changed' in result
         ? { position: '', changed: result.changed }

@@ -10,14 +10,22 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Authenticator, Principal } from '../../auth/authenticator.js';
-import { MiniPushError, type ErrorCode } from '../../errors.js';
+import {
+  BadRequestError,
+  BodyTooLargeError,
+  MiniPushError,
+  NotFoundError,
+  asClientError,
+  invalidInput,
+  type InputErrorCode,
+} from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { MiniPushService } from '../../service.js';
 import { devRoutes } from './routes/dev.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes, type Readiness } from './routes/health.js';
 import { usersRoutes } from './routes/users.js';
-import { SHARED_SCHEMAS } from './schemas.js';
+import { ERROR_CODE_KEYWORD, SHARED_SCHEMAS, type ErrorCodeMark } from './schemas.js';
 
 /** The REST app as MiniPush builds it: TypeBox schemas type the handlers. */
 export type HttpApp = FastifyInstance<
@@ -49,34 +57,28 @@ export interface HttpAppOptions {
   readonly plugins?: ReadonlyArray<(app: HttpApp) => Promise<void>>;
 }
 
-/** Which error code a schema violation maps to, by the field at fault. */
-function codeForField(part: string | undefined, field: string): ErrorCode {
-  if (field === 'uid' || (part === 'body' && field === 'to')) return 'MINIPUSH_INVALID_UID';
-  if (['after', 'from', 'to', 'upTo', 'seqs'].includes(field)) return 'MINIPUSH_INVALID_SEQ';
-  if (field === 'limit') return 'MINIPUSH_LIMIT_TOO_LARGE';
-  if (part === 'body' && ['id', 'body', 'createTime'].includes(field))
-    return 'MINIPUSH_INVALID_EVENT';
-  return 'MINIPUSH_BAD_REQUEST';
-}
-
 /** Patterns in route schemas, said in words. */
 const PATTERN_MEANINGS: Record<string, string> = {
   '^[\\x21-\\x7e]+$': 'may hold only printable ASCII characters without spaces',
 };
 
+type SchemaNode = Readonly<Record<string, unknown>> | undefined;
+
+/** The code a route schema marks for this violation (see ERROR_CODE_KEYWORD). */
+function markedCode(schema: SchemaNode, keyword: string): InputErrorCode {
+  const mark = schema?.[ERROR_CODE_KEYWORD] as ErrorCodeMark | undefined;
+  if (typeof mark === 'string') return mark;
+  return mark?.[keyword] ?? mark?.default ?? 'MINIPUSH_BAD_REQUEST';
+}
+
 function fromValidation(error: FastifyError): MiniPushError {
   const first = error.validation?.[0];
   const part = error.validationContext;
-  const missing =
-    first?.keyword === 'required'
-      ? String((first.params as { missingProperty?: string }).missingProperty)
-      : '';
-  const extra =
-    first?.keyword === 'additionalProperties'
-      ? String((first.params as { additionalProperty?: string }).additionalProperty)
-      : '';
+  const params = (first?.params ?? {}) as { missingProperty?: string; additionalProperty?: string };
+  const missing = first?.keyword === 'required' ? String(params.missingProperty) : '';
+  const extra = first?.keyword === 'additionalProperties' ? String(params.additionalProperty) : '';
   const path = (first?.instancePath ?? '').split('/').filter(Boolean);
-  const field = missing || extra || path[0] || '';
+  const field = [...path, missing].filter(Boolean).join('.') || (part ?? 'request');
   const where = [part, ...path, missing].filter(Boolean).join('.');
   let message: string;
   if (missing) message = `${where} is required`;
@@ -85,46 +87,44 @@ function fromValidation(error: FastifyError): MiniPushError {
     const pattern = String((first.params as { pattern?: string }).pattern);
     message = `${where} ${PATTERN_MEANINGS[pattern] ?? `must match ${pattern}`}`;
   } else message = `${where} ${first?.message ?? 'is invalid'}`;
-  let code = extra ? 'MINIPUSH_BAD_REQUEST' : codeForField(part, field);
-  if (code === 'MINIPUSH_LIMIT_TOO_LARGE' && first?.keyword !== 'maximum')
-    code = 'MINIPUSH_BAD_REQUEST';
-  return new MiniPushError(code, message);
+  // A missing field answers as that field's schema says; an unknown one is always a bad request.
+  // Ajv's verbose errors carry the schema holding the failing keyword; Fastify's type omits it.
+  const parent = (first as { parentSchema?: SchemaNode } | undefined)?.parentSchema;
+  const schema = missing
+    ? ((parent?.properties as Record<string, SchemaNode> | undefined)?.[missing] ?? undefined)
+    : parent;
+  const code = extra ? 'MINIPUSH_BAD_REQUEST' : markedCode(schema, first?.keyword ?? '');
+  return invalidInput(code, field, message);
 }
 
 /** Maps any error to `{ error: { code, message } }` with the right status. */
-function toClientError(error: FastifyError | MiniPushError | Error): MiniPushError {
+function toClientError(error: FastifyError | Error): MiniPushError {
   if (error instanceof MiniPushError) return error;
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) return fromValidation(fastifyError);
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new MiniPushError(
-        'MINIPUSH_BODY_TOO_LARGE',
-        'request body is larger than the server accepts',
-      );
+      return new BodyTooLargeError('body', 'request body is larger than the server accepts');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new MiniPushError('MINIPUSH_BAD_REQUEST', 'send the body as application/json');
+      return new BadRequestError('content-type', 'send the body as application/json');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new MiniPushError('MINIPUSH_BAD_REQUEST', 'the JSON body is empty');
+      return new BadRequestError('body', 'the JSON body is empty');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new MiniPushError('MINIPUSH_BAD_REQUEST', 'content-length does not match the body');
+      return new BadRequestError('content-length', 'content-length does not match the body');
     default:
       break;
   }
   if (fastifyError.statusCode === 400 && error instanceof SyntaxError) {
-    return new MiniPushError(
-      'MINIPUSH_BAD_REQUEST',
-      `the body is not valid JSON: ${error.message}`,
-    );
+    return new BadRequestError('body', `the body is not valid JSON: ${error.message}`);
   }
   if (
     fastifyError.statusCode !== undefined &&
     fastifyError.statusCode >= 400 &&
     fastifyError.statusCode < 500
   ) {
-    return new MiniPushError('MINIPUSH_BAD_REQUEST', error.message);
+    return new BadRequestError('request', error.message);
   }
-  return new MiniPushError('MINIPUSH_INTERNAL', 'internal error', { cause: error });
+  return asClientError(error);
 }
 
 /** Builds the REST app (not listening); the CLI or a test decides where it listens. */
@@ -142,13 +142,16 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Query strings arrive as text and need coercion; JSON bodies must already have the right types.
+  // verbose: errors carry their schema, whose x-error-code says which code they answer with.
   const queryAjv = new Ajv({
+    verbose: true,
     coerceTypes: 'array',
     useDefaults: true,
     removeAdditional: false,
     strict: false,
   });
   const bodyAjv = new Ajv({
+    verbose: true,
     coerceTypes: false,
     useDefaults: true,
     removeAdditional: false,
@@ -175,12 +178,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
   app.setNotFoundHandler((request, reply) => {
     void reply
       .code(404)
-      .send(
-        new MiniPushError(
-          'MINIPUSH_NOT_FOUND',
-          `no route ${request.method} ${request.url.split('?')[0]}`,
-        ).toJSON(),
-      );
+      .send(new NotFoundError(`no route ${request.method} ${request.url.split('?')[0]}`).toJSON());
   });
 
   await app.register(swagger, {

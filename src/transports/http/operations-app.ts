@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { MiniPushError } from '../../errors.js';
+import { NotFoundError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { HttpApp } from './app.js';
 import { healthRoutes, type Readiness } from './routes/health.js';
@@ -28,8 +28,7 @@ export async function buildOperationsApp(options: OperationsAppOptions): Promise
     void reply
       .code(404)
       .send(
-        new MiniPushError(
-          'MINIPUSH_NOT_FOUND',
+        new NotFoundError(
           `no route ${request.method} ${request.url.split('?')[0]}: this process has neither the api nor the hub role`,
         ).toJSON(),
       );

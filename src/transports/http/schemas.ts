@@ -1,7 +1,22 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { MAX_SEQ, MAX_UID } from '../../domain/uid.js';
+import type { InputErrorCode } from '../../errors.js';
 
 /** Route schemas: they validate requests, shape responses (no leaked fields), and feed OpenAPI. */
+
+/**
+ * The schema keyword that says which catalogue code a request violating this schema gets: a
+ * code, or codes by the failing validation keyword (`default` for the rest). Schemas without
+ * one answer MINIPUSH_BAD_REQUEST. OpenAPI keeps `x-` keywords as extensions.
+ */
+export const ERROR_CODE_KEYWORD = 'x-error-code';
+
+export type ErrorCodeMark = InputErrorCode | { readonly [keyword: string]: InputErrorCode };
+
+/** Schema options that mark a field's violations with `code`. */
+export function answersWith(code: ErrorCodeMark): { [ERROR_CODE_KEYWORD]: ErrorCodeMark } {
+  return { [ERROR_CODE_KEYWORD]: code };
+}
 
 export const ErrorBody = Type.Object(
   {
@@ -19,13 +34,22 @@ export const Uid = Type.Integer({
   minimum: 0,
   maximum: MAX_UID,
   description: 'User id (unsigned 32-bit)',
+  ...answersWith('MINIPUSH_INVALID_UID'),
 });
 export const Seq = Type.Integer({
   minimum: 1,
   maximum: MAX_SEQ,
   description: 'Per-user sequence number',
+  ...answersWith('MINIPUSH_INVALID_SEQ'),
 });
-export const SeqOrZero = Type.Integer({ minimum: 0, maximum: MAX_SEQ });
+export const SeqOrZero = Type.Integer({
+  minimum: 0,
+  maximum: MAX_SEQ,
+  ...answersWith('MINIPUSH_INVALID_SEQ'),
+});
+
+/** A list of seqs: its own violations (empty, not a list) are seq errors too. */
+export const Seqs = Type.Array(Seq, { minItems: 1, ...answersWith('MINIPUSH_INVALID_SEQ') });
 
 export const UidParams = Type.Object({ uid: Uid });
 

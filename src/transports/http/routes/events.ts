@@ -1,8 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { MiniPushService } from '../../../service.js';
-import { Uid, errorResponses } from '../schemas.js';
-import { traceHeaders } from '../../../telemetry/trace-context.js';
+import { Uid, answersWith, errorResponses } from '../schemas.js';
 
 export interface EventsRoutesOptions {
   readonly service: MiniPushService;
@@ -31,14 +30,24 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRoutesOptions> = asyn
                 pattern: '^[\\x21-\\x7e]+$',
                 description:
                   'Idempotency key: printable ASCII without spaces; generated when absent',
+                ...answersWith('MINIPUSH_INVALID_EVENT'),
               }),
             ),
-            to: Type.Array(Uid, { minItems: 1, description: 'Recipients (duplicates removed)' }),
+            to: Type.Array(Uid, {
+              minItems: 1,
+              description: 'Recipients (duplicates removed)',
+              ...answersWith('MINIPUSH_INVALID_UID'),
+            }),
             body: Type.Unknown({
               description: 'Any JSON value, at most the configured body limit',
+              ...answersWith('MINIPUSH_INVALID_EVENT'),
             }),
             createTime: Type.Optional(
-              Type.Integer({ minimum: 0, description: 'ms since the epoch; now when absent' }),
+              Type.Integer({
+                minimum: 0,
+                description: 'ms since the epoch; now when absent',
+                ...answersWith('MINIPUSH_INVALID_EVENT'),
+              }),
             ),
           },
           { additionalProperties: false },
@@ -53,7 +62,6 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRoutesOptions> = asyn
     async (request, reply) => {
       const result = await service.publish(request.principal, request.body, {
         wait: request.query.wait === true,
-        headers: traceHeaders(),
       });
       return reply.code('seqs' in result ? 200 : 202).send(result);
     },

@@ -1,9 +1,16 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { MiniPushError } from '../../../errors.js';
+import { BadRequestError, InvalidRangeError } from '../../../errors.js';
 import type { MiniPushService } from '../../../service.js';
-import { Accepted, Seq, SeqOrZero, UidParams, errorResponses } from '../schemas.js';
-import { traceHeaders } from '../../../telemetry/trace-context.js';
+import {
+  Accepted,
+  Seq,
+  SeqOrZero,
+  Seqs,
+  UidParams,
+  answersWith,
+  errorResponses,
+} from '../schemas.js';
 import { feedPageJson, type FeedPage } from '../../../queries/feed-event.js';
 
 export interface UsersRoutesOptions {
@@ -25,6 +32,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
     minimum: 1,
     maximum: maxLimit,
     description: `Page size, at most ${maxLimit}`,
+    ...answersWith({ maximum: 'MINIPUSH_LIMIT_TOO_LARGE' }),
   });
 
   app.get(
@@ -57,21 +65,18 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         reply.type('application/json; charset=utf-8').send(feedPageJson(page));
       if (from !== undefined || to !== undefined) {
         if (from === undefined || to === undefined) {
-          throw new MiniPushError('MINIPUSH_INVALID_RANGE', 'a range fetch needs both from and to');
+          throw new InvalidRangeError(
+            from === undefined ? 'from' : 'to',
+            'a range fetch needs both from and to',
+          );
         }
         if (after !== undefined) {
-          throw new MiniPushError(
-            'MINIPUSH_BAD_REQUEST',
-            'give after (diff) or from/to (range), not both',
-          );
+          throw new BadRequestError('after', 'give after (diff) or from/to (range), not both');
         }
         return send(await service.fetch(request.principal, uid, { from, to, order, limit }));
       }
       if (order !== undefined) {
-        throw new MiniPushError(
-          'MINIPUSH_BAD_REQUEST',
-          'order applies to range fetches (from/to) only',
-        );
+        throw new BadRequestError('order', 'order applies to range fetches (from/to) only');
       }
       return send(await service.diff(request.principal, uid, after ?? 0, limit));
     },
@@ -141,7 +146,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         querystring: Wait,
         body: Type.Object(
           {
-            seqs: Type.Optional(Type.Array(Seq, { minItems: 1 })),
+            seqs: Type.Optional(Seqs),
             upTo: Type.Optional(Seq),
           },
           { additionalProperties: false },
@@ -154,10 +159,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         request.principal,
         uidOf(request.params),
         request.body,
-        {
-          wait: request.query.wait === true,
-          headers: traceHeaders(),
-        },
+        { wait: request.query.wait === true },
       );
       return reply.code('changed' in result ? 200 : 202).send(result);
     },
@@ -171,10 +173,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         tags: ['commands'],
         params: UidParams,
         querystring: Wait,
-        body: Type.Object(
-          { seqs: Type.Array(Seq, { minItems: 1 }) },
-          { additionalProperties: false },
-        ),
+        body: Type.Object({ seqs: Seqs }, { additionalProperties: false }),
         response: markResponses,
       },
     },
@@ -183,10 +182,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         request.principal,
         uidOf(request.params),
         request.body,
-        {
-          wait: request.query.wait === true,
-          headers: traceHeaders(),
-        },
+        { wait: request.query.wait === true },
       );
       return reply.code('changed' in result ? 200 : 202).send(result);
     },

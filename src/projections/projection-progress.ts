@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { LogPosition } from '../log/log.js';
-import { typed } from '../store/database.js';
+import { appliedOffsets } from './checkpoints.js';
 
 interface Waiter {
   readonly partition: number;
@@ -90,17 +90,8 @@ export class ProjectionProgress {
   private async poll(): Promise<void> {
     this.polling = true;
     try {
-      const rows = await typed<
-        Array<{
-          log_partition: number;
-          next_offset: number | string;
-        }>
-      >(
-        this.db('projector_offsets')
-          .where({ topic: this.topic })
-          .select('log_partition', 'next_offset'),
-      );
-      for (const row of rows) this.noteApplied(row.log_partition, Number(row.next_offset));
+      const applied = await appliedOffsets(this.db, this.topic);
+      for (const [partition, next] of applied) this.noteApplied(partition, next);
     } catch {
       // The store is unreachable for now; waiters time out if it stays so.
     } finally {

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseClientMessage, tokenFromSubprotocols } from '../../src/hubs/ws-protocol.js';
+import {
+  parseClientMessage,
+  tokenFromSubprotocols,
+} from '../../../src/transports/ws/parse-request.js';
 
 describe('parseClientMessage', () => {
   it('should accept a request with its fields and reqId', () => {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configEnv, type Config } from '../../src/config.js';
-import { verifyProjections } from '../../src/queries/verify-projections.js';
+import { verifyProjections } from '../../src/projections/verify-projections.js';
 import type { Runtime } from '../../src/runtime.js';
 import { startPipeline } from '../helpers/pipeline.js';
 import { backendConfig, type Backend } from '../helpers/services.js';

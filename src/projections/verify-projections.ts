@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { decodeBitmap } from '../domain/read-bitmap.js';
 import { typed } from '../store/database.js';
+import { appliedOffsets } from './checkpoints.js';
 
 export type ViolationKind =
   | 'seq-gap'
@@ -179,17 +180,13 @@ export async function verifyProjections(
   }
 
   if (options.logEnds && options.topic) {
-    const offsets = await typed<Array<{ log_partition: number; next_offset: number | string }>>(
-      db('projector_offsets')
-        .where({ topic: options.topic })
-        .select('log_partition', 'next_offset'),
-    );
-    for (const row of offsets) {
-      const end = options.logEnds[row.log_partition] ?? 0;
-      if (Number(row.next_offset) > end) {
+    const offsets = await appliedOffsets(db, options.topic);
+    for (const [partition, next] of offsets) {
+      const end = options.logEnds[partition] ?? 0;
+      if (next > end) {
         report({
           kind: 'offset-beyond-log',
-          detail: `partition ${row.log_partition}: projected up to ${row.next_offset} but the log ends at ${end}`,
+          detail: `partition ${partition}: projected up to ${next} but the log ends at ${end}`,
         });
       }
     }

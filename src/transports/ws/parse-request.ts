@@ -1,45 +1,12 @@
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../../errors.js';
+import {
+  REQUEST_TYPES,
+  TOKEN_SUBPROTOCOL_PREFIX,
+  type ReqId,
+  type RequestType,
+} from '../../protocol/websocket.js';
 
-/**
- * The WebSocket protocol (docs/websocket.md): JSON text frames with a `type`. Requests carry a
- * client `reqId` (string up to 64 characters or integer) echoed in the answer.
- */
-
-export const CLOSE_CODES = {
-  /** Normal closure. */
-  normal: 1000,
-  /** A binary frame: the protocol is JSON text. */
-  unsupportedData: 1003,
-  /** A frame over the message size limit. */
-  messageTooBig: 1009,
-  /** The server is shutting down: reconnect (to another hub) after a short backoff. */
-  serviceRestart: 1012,
-  /** The unsent buffer grew past its limit (the client does not read): reconnect. */
-  tooSlow: 4008,
-  /** No pong within the timeout: reconnect. */
-  pingTimeout: 4009,
-  /** Missing, invalid or expired token: get a fresh token, then reconnect. */
-  unauthenticated: 4401,
-  /** Kicked off because the user opened more than the session quota: do not reconnect. */
-  kickedOff: 4500,
-  /** Credentials that may not open a session (an API key): do not reconnect. */
-  forbidden: 4503,
-} as const;
-
-export const REQUEST_TYPES = [
-  'diff',
-  'fetch',
-  'stats',
-  'readStates',
-  'markRead',
-  'markUnread',
-  'send',
-  'ping',
-] as const;
-export type RequestType = (typeof REQUEST_TYPES)[number];
-
-export type ReqId = string | number;
-
+/** A request frame as the hub reads it (docs/websocket.md). */
 export interface ClientRequest {
   readonly type: RequestType;
   readonly reqId: ReqId | null;
@@ -113,10 +80,7 @@ export function parseClientMessage(text: string): ParseResult {
   return { ok: true, request: { type: type as RequestType, reqId: id, fields } };
 }
 
-/** Where the token comes from: `?token=` or the `bearer.<token>` subprotocol. */
-export const SUBPROTOCOL = 'minipush.v1';
-export const TOKEN_SUBPROTOCOL_PREFIX = 'bearer.';
-
+/** The token of an upgrade given as the `bearer.<token>` subprotocol, if any. */
 export function tokenFromSubprotocols(header: string | undefined): string | null {
   if (!header) return null;
   for (const part of header.split(',')) {

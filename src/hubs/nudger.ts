@@ -1,0 +1,153 @@
+import {
+  headStateOf,
+  isNewer,
+  mergeHeads,
+  sameHead,
+  type HeadChange,
+  type HeadState,
+} from '../domain/head-state.js';
+import type { Session, SessionRegistry } from './session-registry.js';
+
+/** Seen by metrics and tracing: what the nudger did with head changes. */
+export interface NudgeObserver {
+  /** A session was told a head; `latencyMs` from the command's log time, when known. */
+  onNudgeSent?(latencyMs: number | null): void;
+  /** A change was merged into a nudge already waiting for its window. */
+  onNudgeCoalesced?(): void;
+}
+
+export interface NudgerOptions {
+  readonly registry: SessionRegistry;
+  /** At most one nudge per user per this many ms: the first at once, later ones merged. */
+  readonly windowMs: number;
+  readonly now: () => number;
+  readonly observer?: NudgeObserver;
+  /**
+   * Wraps the handling of each change for a user with `sessions` here, e.g. in a span that
+   * continues the change's trace; `nudge` returns true when they were told at once.
+   */
+  readonly around?: (change: HeadChange, sessions: number, nudge: () => boolean) => void;
+}
+
+interface UserNudges {
+  lastSentAt: number;
+  pending: HeadState | null;
+  timer: NodeJS.Timeout | null;
+}
+
+/** A head message serialised for one user's sessions, and the state it says. */
+interface Encoded {
+  state: HeadState | null;
+  bytes: Buffer | null;
+}
+
+function headMessage(state: HeadState): Buffer {
+  return Buffer.from(
+    `{"type":"head","headSeq":${state.headSeq},"floorSeq":${state.floorSeq},` +
+      `"unreadCount":${state.unreadCount},"readVersion":${state.readVersion}}`,
+  );
+}
+
+/**
+ * Turns head changes from the heads stream into `head` messages: per user at most one per
+ * window, and per session never a state lower than one it was told.
+ */
+export class Nudger {
+  private readonly users = new Map<number, UserNudges>();
+
+  constructor(private readonly options: NudgerOptions) {}
+
+  /** Handles one delivery of the heads stream. */
+  onChanges(changes: readonly HeadChange[]): void {
+    const { registry, around } = this.options;
+    for (const change of changes) {
+      const sessions = registry.ofUser(change.uid).size;
+      if (sessions === 0) continue;
+      const nudge = () => this.nudge(change.uid, headStateOf(change));
+      if (around) around(change, sessions, nudge);
+      else nudge();
+    }
+  }
+
+  /**
+   * A session was greeted with `state` (its hello): from now on it is told only what is newer,
+   * starting with whatever arrived while the hello was on its way.
+   */
+  greeted(session: Session, state: HeadState): void {
+    session.told = state;
+    const early = session.early;
+    session.early = null;
+    if (early && isNewer(early, state)) this.tell(session, mergeHeads(state, early));
+  }
+
+  /** The user has no session here any more. */
+  forget(uid: number): void {
+    const entry = this.users.get(uid);
+    if (entry?.timer) clearTimeout(entry.timer);
+    this.users.delete(uid);
+  }
+
+  close(): void {
+    for (const entry of this.users.values()) if (entry.timer) clearTimeout(entry.timer);
+    this.users.clear();
+  }
+
+  /** True when the user's sessions were told at once, false when it waits for the window. */
+  private nudge(uid: number, state: HeadState): boolean {
+    const { windowMs, now, observer } = this.options;
+    let entry = this.users.get(uid);
+    if (!entry)
+      this.users.set(uid, (entry = { lastSentAt: -Infinity, pending: null, timer: null }));
+    const at = now();
+    if (entry.timer === null && at - entry.lastSentAt >= windowMs) {
+      entry.lastSentAt = at;
+      this.deliver(uid, state);
+      return true;
+    }
+    if (entry.pending) observer?.onNudgeCoalesced?.();
+    entry.pending = mergeHeads(entry.pending, state);
+    if (entry.timer === null) {
+      const current = entry;
+      entry.timer = setTimeout(
+        () => {
+          current.timer = null;
+          const pending = current.pending;
+          current.pending = null;
+          if (pending) {
+            current.lastSentAt = now();
+            this.deliver(uid, pending);
+          }
+        },
+        Math.max(0, windowMs - (at - entry.lastSentAt)),
+      );
+    }
+    return false;
+  }
+
+  private deliver(uid: number, state: HeadState): void {
+    // A user's sessions were usually told the same before, so they get the same message:
+    // serialise it once and hand every socket the same bytes.
+    const encoded: Encoded = { state: null, bytes: null };
+    for (const session of this.options.registry.ofUser(uid)) this.tell(session, state, encoded);
+  }
+
+  private tell(session: Session, state: HeadState, encoded?: Encoded): void {
+    if (session.told === null) {
+      session.early = mergeHeads(session.early, state);
+      return;
+    }
+    if (!isNewer(state, session.told)) return;
+    const next = mergeHeads(session.told, state);
+    session.told = next;
+    const reuse = encoded?.state && sameHead(encoded.state, next) ? encoded.bytes : null;
+    const bytes = reuse ?? headMessage(next);
+    if (encoded) {
+      encoded.state = next;
+      encoded.bytes = bytes;
+    }
+    this.options.registry.send(session, bytes);
+    this.options.observer?.onNudgeSent?.(
+      state.logTime !== undefined ? this.options.now() - state.logTime : null,
+    );
+  }
+}

@@ -1,0 +1,191 @@
+import websocket from '@fastify/websocket';
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { Authenticator } from '../../auth/authenticator.js';
+import { MiniPushError, UnauthenticatedError, type ErrorCode } from '../../errors.js';
+import type { Hub } from '../../hubs/hub.js';
+import type { Session, SessionSocket } from '../../hubs/session-registry.js';
+import type { Logger } from '../../logger.js';
+import { CLOSE_CODES, SUBPROTOCOL } from '../../protocol/websocket.js';
+import type { MiniPushService } from '../../service.js';
+import { UpgradeAdmission, type AdmissionSettings } from './admission.js';
+import { tokenFromSubprotocols } from './parse-request.js';
+import { WebSocketRequests, type RequestObserver } from './requests.js';
+
+/** Seen by metrics: upgrades refused and requests answered. */
+export interface WebSocketObserver extends RequestObserver {
+  onUpgradeRefused?(reason: string): void;
+}
+
+export interface WebSocketRoutesOptions {
+  readonly hub: Hub;
+  readonly service: MiniPushService;
+  readonly authenticator: Authenticator;
+  readonly settings: AdmissionSettings & {
+    /** Largest message a client may send, in bytes. */
+    readonly wsMaxMessageBytes: number;
+  };
+  readonly logger: Logger;
+  readonly observer?: WebSocketObserver;
+}
+
+/** A `ws` socket as the hub drives sessions. */
+function sessionSocket(socket: WebSocket): SessionSocket {
+  return {
+    get bufferedAmount() {
+      return socket.bufferedAmount;
+    },
+    isOpen: () => socket.readyState === socket.OPEN,
+    // A Buffer is a text frame too: the hub only speaks JSON text.
+    send: (data) => socket.send(data, { binary: false }),
+    close: (code, reason) => socket.close(code, reason),
+    terminate: () => socket.terminate(),
+    ping: () => socket.ping(),
+  };
+}
+
+function refuse(socket: WebSocket, code: ErrorCode, message: string, closeCode: number): void {
+  if (socket.readyState !== socket.OPEN) return;
+  socket.send(JSON.stringify({ type: 'error', reqId: null, code, message }));
+  socket.close(closeCode, code.slice(0, 100));
+}
+
+/**
+ * Lets go of the upgrade's HTTP objects. @fastify/websocket's error listener holds the Fastify
+ * request and reply (and their logger), and the TCP socket holds the HTTP response and through
+ * it the request with its headers: about 8 KiB per session, kept for nothing while it lives.
+ */
+function releaseUpgrade(
+  socket: WebSocket,
+  request: FastifyRequest,
+  onError: (error: Error & { code?: string }) => void,
+): void {
+  for (const listener of socket.listeners('error')) {
+    socket.off('error', listener as (...args: unknown[]) => void);
+  }
+  socket.on('error', onError);
+  const tcp = request.raw.socket as typeof request.raw.socket & {
+    _httpMessage?: ServerResponse | null;
+  };
+  tcp._httpMessage?.detachSocket(tcp);
+}
+
+/**
+ * `/v1/ws`: admits upgrades, authenticates the user's token, hands the socket to the hub as a
+ * session, and answers its requests (docs/websocket.md).
+ */
+export async function websocketRoutes(
+  app: FastifyInstance,
+  options: WebSocketRoutesOptions,
+): Promise<void> {
+  const { hub, authenticator, settings, observer } = options;
+  const log = options.logger.child({ component: 'ws' });
+  const admission = new UpgradeAdmission(settings, {
+    isAccepting: () => hub.isAccepting(),
+    sessions: () => hub.counts().sessions,
+  });
+  const requests = new WebSocketRequests(hub, options.service, options.logger, observer);
+
+  const onSocketError = (error: Error & { code?: string }, socket: WebSocket) => {
+    // Protocol faults (oversize or malformed frames) are the client's; ws already sent the
+    // close code, so they are not errors of ours.
+    if (error.code?.startsWith('WS_ERR_')) log.debug({ err: error }, 'client protocol error');
+    else log.warn({ err: error }, 'WebSocket error');
+    socket.terminate();
+  };
+
+  const wire = (socket: WebSocket, session: Session) => {
+    socket.on('pong', () => {
+      session.awaitingPong = false;
+    });
+    socket.on('message', (data, isBinary) => {
+      if (isBinary) {
+        hub.send(session, {
+          type: 'error',
+          reqId: null,
+          code: 'MINIPUSH_BAD_REQUEST',
+          message: 'binary frames are not supported; send JSON text',
+        });
+        socket.close(CLOSE_CODES.unsupportedData, 'binary frames are not supported');
+        return;
+      }
+      const text = Array.isArray(data)
+        ? Buffer.concat(data).toString('utf8')
+        : Buffer.from(data as ArrayBuffer).toString('utf8');
+      requests.onMessage(session, text);
+    });
+    socket.on('close', (code) => hub.closed(session, code));
+  };
+
+  const accept = (socket: WebSocket, request: FastifyRequest) => {
+    const query = request.query as Record<string, unknown>;
+    const token =
+      (typeof query.token === 'string' && query.token !== '' ? query.token : null) ??
+      tokenFromSubprotocols(request.headers['sec-websocket-protocol']);
+    const ip = request.ip;
+    releaseUpgrade(socket, request, (error) => onSocketError(error, socket));
+    if (token === null) {
+      refuse(
+        socket,
+        'MINIPUSH_UNAUTHENTICATED',
+        'missing token: pass ?token=<user JWT>',
+        CLOSE_CODES.unauthenticated,
+      );
+      return;
+    }
+    authenticator.authenticateToken(token, { remember: false }).then(
+      (principal) => {
+        if (principal.kind !== 'user') {
+          refuse(
+            socket,
+            'MINIPUSH_FORBIDDEN',
+            'sessions are for users: connect with a user JWT, not an API key',
+            CLOSE_CODES.forbidden,
+          );
+          return;
+        }
+        if (socket.readyState !== socket.OPEN) return;
+        const session = hub.open(sessionSocket(socket), principal, ip);
+        wire(socket, session);
+        admission.settled(request);
+      },
+      (err: unknown) => {
+        const error =
+          err instanceof MiniPushError ? err : new UnauthenticatedError('invalid token');
+        refuse(socket, error.code, error.message, CLOSE_CODES.unauthenticated);
+      },
+    );
+  };
+
+  await app.register(websocket, {
+    options: {
+      maxPayload: settings.wsMaxMessageBytes,
+      perMessageDeflate: false,
+      handleProtocols: (protocols: Set<string>) =>
+        protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false,
+    },
+    preClose: (done: () => void) => {
+      hub.closeAll().then(done, done);
+    },
+    errorHandler: (error: Error & { code?: string }, socket: WebSocket) =>
+      onSocketError(error, socket),
+  });
+  app.get(
+    '/v1/ws',
+    {
+      websocket: true,
+      preValidation: (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+        const refusal = admission.refusal(request);
+        if (!refusal) {
+          admission.admit(request);
+          done();
+          return;
+        }
+        observer?.onUpgradeRefused?.(refusal.code);
+        void reply.code(refusal.httpStatus).send(refusal.toJSON());
+      },
+    },
+    accept,
+  );
+}
