@@ -1,0 +1,149 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { HeadChange } from '../../src/domain/head-state.js';
+import { Nudger } from '../../src/hubs/nudger.js';
+import {
+  SessionRegistry,
+  type Session,
+  type SessionSocket,
+} from '../../src/hubs/session-registry.js';
+
+/** A socket that keeps what it was sent. */
+function fakeSocket(): SessionSocket & { sent: any[] } {
+  const sent: any[] = [];
+  return {
+    sent,
+    bufferedAmount: 0,
+    isOpen: () => true,
+    send: (data) => sent.push(JSON.parse(data.toString())),
+    close: () => undefined,
+    terminate: () => undefined,
+    ping: () => undefined,
+  };
+}
+
+let nextId = 0;
+function session(uid: number): Session & { socket: { sent: any[] } } {
+  return {
+    id: `s${++nextId}`,
+    uid,
+    ip: '127.0.0.1',
+    principal: { kind: 'user', uid },
+    socket: fakeSocket(),
+    told: null,
+    early: null,
+    awaitingPong: false,
+    pingAt: 0,
+    inFlight: 0,
+    closed: false,
+    dropping: false,
+  };
+}
+
+const change = (uid: number, headSeq: number, extra: Partial<HeadChange> = {}): HeadChange => ({
+  uid,
+  headSeq,
+  floorSeq: 1,
+  unreadCount: headSeq,
+  readVersion: 0,
+  ...extra,
+});
+
+const hello = { headSeq: 0, floorSeq: 1, unreadCount: 0, readVersion: 0 };
+
+describe('Nudger', () => {
+  let registry: SessionRegistry;
+  let nudger: Nudger;
+  const coalesced = vi.fn();
+
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    registry = new SessionRegistry(1024 * 1024);
+    nudger = new Nudger({
+      registry,
+      windowMs: 50,
+      now: () => Date.now(),
+      observer: { onNudgeCoalesced: coalesced },
+    });
+    coalesced.mockClear();
+  });
+
+  afterEach(() => {
+    nudger.close();
+    vi.useRealTimers();
+  });
+
+  it('should nudge at once, then merge a burst into one nudge at the end of the window', () => {
+    // Given a greeted session
+    const s = session(1);
+    registry.add(s);
+    nudger.greeted(s, hello);
+    // When five changes arrive within one window
+    for (let seq = 1; seq <= 5; seq++) nudger.onChanges([change(1, seq)]);
+    // Then the first is sent at once and the rest wait
+    expect(s.socket.sent.map((m) => m.headSeq)).toEqual([1]);
+    vi.advanceTimersByTime(49);
+    expect(s.socket.sent).toHaveLength(1);
+    // And once the window ends one nudge says the latest head
+    vi.advanceTimersByTime(1);
+    expect(s.socket.sent.map((m) => m.headSeq)).toEqual([1, 5]);
+    expect(s.socket.sent[1]).toEqual({
+      type: 'head',
+      headSeq: 5,
+      floorSeq: 1,
+      unreadCount: 5,
+      readVersion: 0,
+    });
+    expect(coalesced).toHaveBeenCalledTimes(3);
+  });
+
+  it('should never tell a session a head lower than one it was told', () => {
+    const s = session(2);
+    registry.add(s);
+    nudger.greeted(s, { ...hello, headSeq: 10, unreadCount: 10 });
+    nudger.onChanges([change(2, 8)]);
+    vi.advanceTimersByTime(100);
+    nudger.onChanges([change(2, 9)]);
+    expect(s.socket.sent).toEqual([]);
+    nudger.onChanges([change(2, 11)]);
+    vi.advanceTimersByTime(100);
+    expect(s.socket.sent.map((m) => m.headSeq)).toEqual([11]);
+  });
+
+  it('should hold changes that arrive before hello and tell the newer state after it', () => {
+    const s = session(3);
+    registry.add(s);
+    nudger.onChanges([change(3, 4)]);
+    expect(s.socket.sent).toEqual([]);
+    nudger.greeted(s, { ...hello, headSeq: 2, unreadCount: 2 });
+    expect(s.socket.sent.map((m) => m.headSeq)).toEqual([4]);
+  });
+
+  it('should give every session of a user the same message, and ignore users with none here', () => {
+    const a = session(4);
+    const b = session(4);
+    for (const s of [a, b]) {
+      registry.add(s);
+      nudger.greeted(s, hello);
+    }
+    const around = vi.fn((_c: HeadChange, _n: number, nudge: () => boolean) => nudge());
+    const traced = new Nudger({ registry, windowMs: 50, now: () => Date.now(), around });
+    traced.onChanges([change(4, 1), change(99, 1)]);
+    expect(a.socket.sent).toEqual(b.socket.sent);
+    expect(a.socket.sent).toHaveLength(1);
+    // Only the user with sessions here is handled, with its session count.
+    expect(around).toHaveBeenCalledTimes(1);
+    expect(around.mock.calls[0]![1]).toBe(2);
+    expect(around.mock.results[0]!.value).toBe(true);
+    traced.close();
+  });
+
+  it('should let a read change through within the window as the newest unread count', () => {
+    const s = session(5);
+    registry.add(s);
+    nudger.greeted(s, hello);
+    nudger.onChanges([change(5, 3)]);
+    nudger.onChanges([change(5, 3, { unreadCount: 0, readVersion: 1 })]);
+    vi.advanceTimersByTime(50);
+    expect(s.socket.sent.at(-1)).toMatchObject({ headSeq: 3, unreadCount: 0, readVersion: 1 });
+  });
+});
