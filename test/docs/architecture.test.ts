@@ -5,6 +5,7 @@ import { readDoc, tableRows } from '../helpers/markdown.js';
 import { migrateLatest, openDatabase, typed } from '../../src/store/database.js';
 import { tempDir } from '../helpers/services.js';
 import fs from 'node:fs';
+import path from 'node:path';
 
 const doc = readDoc('architecture.md');
 
@@ -50,6 +51,18 @@ describe('docs/architecture.md', () => {
       await db.destroy();
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+
+  it('should open with a map naming every folder of src/', () => {
+    const mapped = tableRows(doc, 'folder / file')
+      .map((row) => row[0]!)
+      .join(' ');
+    const folders = fs
+      .readdirSync(path.resolve(import.meta.dirname, '../../src'), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name);
+    expect(folders.length).toBeGreaterThan(10);
+    expect(folders.filter((folder) => !mapped.includes(`${folder}`))).toEqual([]);
   });
 
   it('should name only settings that exist', () => {
