@@ -366,6 +366,28 @@ export interface ConfigSources {
   readonly overrides?: Partial<Config>;
 }
 
+/**
+ * `--flag value` as `--flag=value`: every setting takes a value, and Node's parser otherwise
+ * calls a value that starts with a dash (`--grpc-port -1`) ambiguous.
+ */
+function joinFlagValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (
+      arg.startsWith('--') &&
+      !arg.includes('=') &&
+      next !== undefined &&
+      !next.startsWith('--')
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** Reads flags over environment over defaults, validates them, and returns a frozen config. */
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? {};
@@ -375,7 +397,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   let flags: Record<string, string | boolean | undefined>;
   try {
     flags = parseArgs({
-      args: [...(sources.argv ?? [])],
+      args: joinFlagValues(sources.argv ?? []),
       options: flagOptions,
       strict: true,
       allowPositionals: false,

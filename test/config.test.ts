@@ -66,6 +66,19 @@ describe('config', () => {
     );
   });
 
+  it('should take a negative value after a flag, as the docs write it', () => {
+    const config = loadConfig({ env: {}, argv: ['--grpc-port', '-1', '--log-retention', '-1'] });
+    expect(config.grpcPort).toBe(-1);
+    expect(config.logRetentionMs).toBe(-1);
+    expect(loadConfig({ env: {}, argv: ['--grpc-port=-1'] }).grpcPort).toBe(-1);
+  });
+
+  it('should say which flag lacks its value', () => {
+    expect(() => loadConfig({ env: {}, argv: ['--http-port'] })).toThrow(
+      /--http-port.*argument missing/,
+    );
+  });
+
   it('should reject unknown flags', () => {
     expect(() => loadConfig({ env: {}, argv: ['--http-prot', '1'] })).toThrow(
       /Unknown option '--http-prot'/,
