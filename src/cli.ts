@@ -10,7 +10,8 @@ import {
 } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { prepareBackend, openBackend } from './backend.js';
-import { startRuntime, type Runtime } from './runtime.js';
+import { PortInUse, startRuntime, type Runtime } from './runtime.js';
+import { DataDirInUse } from './store/data-dir-lock.js';
 import { rebuildProjections, RebuildRefused } from './projections/rebuild.js';
 import { migrateDown, migrateLatest } from './store/database.js';
 import { packageVersion } from './version.js';
@@ -193,7 +194,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'verify': {
-      const backend = openBackend(config, logger);
+      const backend = openBackend(config, logger, { exclusive: false });
       try {
         const logEnds = await backend.log.endOffsets().catch(() => undefined);
         const report = await verifyProjections(backend.db, {
@@ -247,6 +248,11 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError) {
       process.stderr.write(`minipush: invalid configuration: ${err.message}\n`);
       process.exitCode = 2;
+      return;
+    }
+    if (err instanceof PortInUse || err instanceof DataDirInUse) {
+      process.stderr.write(`minipush: ${err.message}\n`);
+      process.exitCode = 1;
       return;
     }
     process.stderr.write(

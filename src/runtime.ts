@@ -1,6 +1,7 @@
+import net from 'node:net';
 import { buildApp, type App } from './app.js';
 import { openBackend } from './backend.js';
-import type { Config } from './config.js';
+import { SETTINGS, type Config } from './config.js';
 import type { Logger } from './logger.js';
 import { flushTraces } from './telemetry/setup.js';
 
@@ -21,8 +22,44 @@ export interface RuntimeOptions {
   readonly prepare?: boolean;
 }
 
+/** A port this process is told to listen on is taken. */
+export class PortInUse extends Error {
+  override readonly name = 'PortInUse';
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      err.code === 'EADDRINUSE' ? resolve(false) : reject(err),
+    );
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(true)));
+  });
+}
+
+/**
+ * Fails before anything starts (migrations, a projector taking partitions) when a fixed port
+ * is taken, naming the setting that moves it.
+ */
+async function checkPorts(config: Config): Promise<void> {
+  const wanted: Array<{ port: number; key: 'httpPort' | 'grpcPort' }> = [
+    { port: config.httpPort, key: 'httpPort' },
+  ];
+  if (config.roles.includes('api') && config.grpcPort > 0)
+    wanted.push({ port: config.grpcPort, key: 'grpcPort' });
+  for (const { port, key } of wanted) {
+    if (port === 0 || (await portFree(config.host, port))) continue;
+    const setting = SETTINGS[key];
+    throw new PortInUse(
+      `port ${port} on ${config.host} is in use by another process; ` +
+        `stop it or choose another port with --${setting.flag} / ${setting.env}`,
+    );
+  }
+}
+
 /** Opens the configured backend, builds the app on it and listens: what `minipush serve` runs. */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  await checkPorts(options.config);
   const backend = openBackend(options.config, options.logger);
   let app: App | null = null;
   try {
