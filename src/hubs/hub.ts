@@ -142,7 +142,13 @@ export class Hub {
    * Makes an authenticated connection a session: counts it in the quota, tells the other hubs,
    * and greets it with its user's state. The transport reports its close with {@link closed}.
    */
-  open(socket: SessionSocket, principal: Principal & { kind: 'user' }, ip: string): Session {
+  open(
+    socket: SessionSocket,
+    principal: Principal & { kind: 'user' },
+    ip: string,
+    /** Called once hello went out. */
+    onGreeted?: () => void,
+  ): Session {
     const session: Session = {
       id: randomUUID(),
       uid: principal.uid,
@@ -160,7 +166,7 @@ export class Hub {
     this.registry.add(session);
     this.quota.opened(session.uid, session.id);
     this.options.observer?.onSessionOpened?.();
-    this.greet(session);
+    this.greet(session, onGreeted);
     return session;
   }
 
@@ -180,7 +186,7 @@ export class Hub {
     this.registry.send(session, message);
   }
 
-  private greet(session: Session): void {
+  private greet(session: Session, onGreeted?: () => void): void {
     this.options.service.stats(session.principal, session.uid).then(
       (stats) => {
         if (session.closed) return;
@@ -199,6 +205,7 @@ export class Hub {
         };
         this.send(session, hello);
         this.nudger.greeted(session, state);
+        onGreeted?.();
       },
       (err: unknown) => {
         this.log.warn({ err, uid: session.uid }, 'could not read the session state');

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import WebSocket from 'ws';
 
 export interface TestSocket {
@@ -116,4 +118,68 @@ export function connect(
     });
     ws.once('error', (err) => reject(err));
   });
+}
+
+/** A masked client text frame (RFC 6455 §5.2), for writing frames by hand. */
+function clientTextFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = randomBytes(4);
+  const length =
+    payload.length < 126
+      ? Buffer.from([0x80 | payload.length])
+      : Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  const masked = Buffer.from(payload.map((byte, i) => byte ^ mask[i % 4]!));
+  return Buffer.concat([Buffer.from([0x81]), length, mask, masked]);
+}
+
+/**
+ * Sends the upgrade request and `frames` in one write, so the server has the frames before it
+ * has even checked the token, and collects the text messages it answers with.
+ */
+export function upgradeWithFrames(
+  url: string,
+  frames: readonly string[],
+): { messages: any[]; close(): void } {
+  const target = new URL(url);
+  const socket = net.connect(Number(target.port), target.hostname);
+  const key = randomBytes(16).toString('base64');
+  socket.write(
+    Buffer.concat([
+      Buffer.from(
+        `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\n` +
+          `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\n` +
+          'Sec-WebSocket-Version: 13\r\n\r\n',
+      ),
+      ...frames.map(clientTextFrame),
+    ]),
+  );
+  const messages: any[] = [];
+  let buffer = Buffer.alloc(0);
+  let upgraded = false;
+  socket.on('data', (chunk: Buffer) => {
+    buffer = Buffer.concat([buffer, chunk]);
+    if (!upgraded) {
+      const end = buffer.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      buffer = buffer.subarray(end + 4);
+      upgraded = true;
+    }
+    // Unmasked server frames; a text message fits one frame here.
+    for (;;) {
+      if (buffer.length < 2) return;
+      let length = buffer[1]! & 0x7f;
+      let offset = 2;
+      if (length === 126) {
+        if (buffer.length < 4) return;
+        length = buffer.readUInt16BE(2);
+        offset = 4;
+      }
+      if (buffer.length < offset + length) return;
+      if ((buffer[0]! & 0x0f) === 1)
+        messages.push(JSON.parse(buffer.subarray(offset, offset + length).toString('utf8')));
+      buffer = buffer.subarray(offset + length);
+    }
+  });
+  socket.on('error', () => undefined);
+  return { messages, close: () => socket.destroy() };
 }

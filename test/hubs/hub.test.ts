@@ -4,7 +4,7 @@ import { CLOSE_CODES } from '../../src/protocol/websocket.js';
 import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import type { Backend } from '../helpers/services.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
-import { connect, type TestSocket } from '../helpers/ws-client.js';
+import { connect, upgradeWithFrames, type TestSocket } from '../helpers/ws-client.js';
 
 let nextUid = 90_000;
 const freshUid = () => nextUid++;
@@ -70,6 +70,31 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('hub on %s', (backend) => {
       limits: { sessionQuota: 5, maxMessageBytes: 4096, nudgeWindowMs: 50 },
     });
     expect(socket.messages[0].type).toBe('hello');
+  });
+
+  it('should answer requests sent before the token is checked, after hello', async () => {
+    const uid = freshUid();
+    await publish([uid], 'first', true);
+    // The frames travel with the upgrade request: the server has them before the token is
+    // checked. They used to be dropped.
+    const early = upgradeWithFrames(`${wsUrl}?token=${await signUserToken(uid)}`, [
+      JSON.stringify({ type: 'diff', reqId: 'd1', after: 0 }),
+      JSON.stringify({ type: 'stats', reqId: 's1' }),
+      JSON.stringify({ type: 'ping', reqId: 'p1' }),
+    ]);
+    const received = early.messages;
+    await expect.poll(() => received.length, { timeout: 15_000 }).toBe(4);
+    // Hello first; then every answer (answers go out as they are ready, matched by reqId).
+    expect(received[0].type).toBe('hello');
+    const byId = new Map(received.slice(1).map((m) => [m.reqId, m]));
+    expect(byId.get('d1')).toMatchObject({
+      type: 'diff',
+      headSeq: 1,
+      events: [{ seq: 1, body: 'first' }],
+    });
+    expect(byId.get('s1')).toMatchObject({ type: 'stats', headSeq: 1, unreadCount: 1 });
+    expect(byId.get('p1')).toMatchObject({ type: 'pong' });
+    early.close();
   });
 
   it('should nudge every session of the recipient and no one else', async () => {

@@ -11,7 +11,7 @@ import { CLOSE_CODES, SUBPROTOCOL } from '../../protocol/websocket.js';
 import type { MiniPushService } from '../../service.js';
 import { UpgradeAdmission, type AdmissionSettings } from './admission.js';
 import { tokenFromSubprotocols } from './parse-request.js';
-import { WebSocketRequests, type RequestObserver } from './requests.js';
+import { MAX_IN_FLIGHT, WebSocketRequests, type RequestObserver } from './requests.js';
 
 /** Seen by metrics: upgrades refused and requests answered. */
 export interface WebSocketObserver extends RequestObserver {
@@ -95,11 +95,28 @@ export async function websocketRoutes(
     socket.terminate();
   };
 
-  const wire = (socket: WebSocket, session: Session) => {
-    socket.on('pong', () => {
-      session.awaitingPong = false;
-    });
-    socket.on('message', (data, isBinary) => {
+  /**
+   * Listens from the first frame: a request sent while the token is being checked (a client
+   * that sends on `open`) waits in order and is answered once the session is greeted.
+   */
+  const listen = (socket: WebSocket) => {
+    const early: Array<{ data: WebSocket.RawData; isBinary: boolean }> = [];
+    let session: Session | null = null;
+    const onFrame = (data: WebSocket.RawData, isBinary: boolean) => {
+      if (!session || session.told === null) {
+        if (early.length < MAX_IN_FLIGHT) early.push({ data, isBinary });
+        else {
+          socket.send(
+            JSON.stringify({
+              type: 'error',
+              reqId: null,
+              code: 'MINIPUSH_RATE_LIMITED',
+              message: `at most ${MAX_IN_FLIGHT} requests may wait for hello`,
+            }),
+          );
+        }
+        return;
+      }
       if (isBinary) {
         hub.send(session, {
           type: 'error',
@@ -114,8 +131,22 @@ export async function websocketRoutes(
         ? Buffer.concat(data).toString('utf8')
         : Buffer.from(data as ArrayBuffer).toString('utf8');
       requests.onMessage(session, text);
-    });
-    socket.on('close', (code) => hub.closed(session, code));
+    };
+    socket.on('message', onFrame);
+    return {
+      /** The connection became this session; frames so far are answered after hello. */
+      admitted(admittedSession: Session) {
+        session = admittedSession;
+        socket.on('pong', () => {
+          admittedSession.awaitingPong = false;
+        });
+        socket.on('close', (code) => hub.closed(admittedSession, code));
+      },
+      /** Hello went out: the frames that came before it, in order. */
+      greeted() {
+        for (const frame of early.splice(0)) onFrame(frame.data, frame.isBinary);
+      },
+    };
   };
 
   const accept = (socket: WebSocket, request: FastifyRequest) => {
@@ -124,6 +155,7 @@ export async function websocketRoutes(
       (typeof query.token === 'string' && query.token !== '' ? query.token : null) ??
       tokenFromSubprotocols(request.headers['sec-websocket-protocol']);
     const ip = request.ip;
+    const frames = listen(socket);
     releaseUpgrade(socket, request, (error) => onSocketError(error, socket));
     if (token === null) {
       refuse(
@@ -146,8 +178,8 @@ export async function websocketRoutes(
           return;
         }
         if (socket.readyState !== socket.OPEN) return;
-        const session = hub.open(sessionSocket(socket), principal, ip);
-        wire(socket, session);
+        const session = hub.open(sessionSocket(socket), principal, ip, () => frames.greeted());
+        frames.admitted(session);
         admission.settled(request);
       },
       (err: unknown) => {
