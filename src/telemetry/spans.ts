@@ -59,6 +59,9 @@ export const ATTR = {
   headSeq: 'minipush.head_seq',
   sessions: 'minipush.sessions',
   coalesced: 'minipush.nudge.coalesced',
+  deadLetterReason: 'minipush.dlq.reason',
+  deadLetterField: 'minipush.dlq.field',
+  errorType: 'error.type',
   messagingSystem: 'messaging.system',
   destination: 'messaging.destination.name',
   partition: 'messaging.destination.partition.id',
@@ -161,9 +164,14 @@ function describeRecord(record: LogRecord): Attributes {
  * and each record gets a `minipush.project` span whose parent is the context in its headers
  * (the publish), or the batch span for a record that came with none. The projector then sees
  * each record with that span's context in its `traceparent` header, so the head change it
- * produces — and the hub's nudge — continue the record's trace. Everything else passes through.
+ * produces — and the hub's nudge — continue the record's trace. A dead-lettered record's
+ * `minipush.project` span ends as an error with the dead letter's reason and field. Everything
+ * else passes through.
  */
 export class TracedCommandLog implements CommandLog {
+  /** The `minipush.project` span of each record handed to the projector, until it ends. */
+  private readonly spans = new WeakMap<LogRecord, Span>();
+
   constructor(
     private readonly inner: CommandLog,
     private readonly system: 'kafka' | 'minipush.embedded',
@@ -182,6 +190,16 @@ export class TracedCommandLog implements CommandLog {
   }
 
   deadLetter(letters: readonly DeadLetter[]): Promise<void> {
+    for (const { record, reason, field } of letters) {
+      const span = this.spans.get(record);
+      if (!span) continue;
+      span.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+      span.setAttributes({
+        [ATTR.errorType]: 'dead_letter',
+        [ATTR.deadLetterReason]: reason,
+        ...(field ? { [ATTR.deadLetterField]: field } : {}),
+      });
+    }
     return this.inner.deadLetter(letters);
   }
 
@@ -251,7 +269,11 @@ export class TracedCommandLog implements CommandLog {
       if (span.isRecording()) span.setAttributes(describeRecord(record));
       spans.push(span);
       const headers = traceHeaders(trace.setSpan(parent, span));
-      return headers ? { ...record, headers: { ...record.headers, ...headers } } : record;
+      const tracedRecord = headers
+        ? { ...record, headers: { ...record.headers, ...headers } }
+        : record;
+      this.spans.set(tracedRecord, span);
+      return tracedRecord;
     });
     try {
       await context.with(batchContext, () =>

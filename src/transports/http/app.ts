@@ -8,6 +8,7 @@ import Fastify, {
 } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
+import { trace } from '@opentelemetry/api';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Authenticator, Principal } from '../../auth/authenticator.js';
 import { MiniPushError, type ErrorCode } from '../../errors.js';
@@ -162,6 +163,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const clientError = toClientError(error);
+    // The code the client gets, on the traced request: a schema error is recorded as Fastify's.
+    trace.getActiveSpan()?.setAttribute('error.type', clientError.code);
     if (clientError.code === 'MINIPUSH_INTERNAL') {
       request.log.error({ err: error, url: request.url, method: request.method }, 'request failed');
     } else if (
