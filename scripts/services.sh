@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Real services for tests and local runs: a single-node Apache Kafka broker (KRaft) and MariaDB,
-# both on loopback, both cached under .cache/ (ignored by git).
+# Real services for tests and local runs: a single-node Apache Kafka broker (KRaft), MariaDB and
+# Jaeger (traces, in memory), all on loopback, all cached under .cache/ (ignored by git).
 #
-#   scripts/services.sh up       install what is missing, start what is not running, wait until ready
+#   scripts/services.sh up       install what is missing, start what is not running, wait until ready;
+#                                if a step fails, stop again what this run started
 #   scripts/services.sh down     stop what this script started
-#   scripts/services.sh status   print what runs; exit 0 only when both answer
+#   scripts/services.sh status   print what runs; exit 0 only when all answer
 #   scripts/services.sh env      print the MINIPUSH_* variables that point at them
 #
 # `up` also builds grpcurl into .cache/bin (go install) for the gRPC reflection tests, and installs
-# Debian's chromium (/usr/bin/chromium) for the demo page's browser test.
+# Debian's chromium (/usr/bin/chromium) for the demo page's browser test. Jaeger is built once
+# from the project's Go module scripts/jaeger (a `tool` directive) into .cache/bin/jaeger.
 #
 # Already running services you own are reused: set MINIPUSH_TEST_KAFKA_BROKERS and/or
-# MINIPUSH_TEST_MYSQL_URL and this script neither starts nor stops that service.
+# MINIPUSH_TEST_MYSQL_URL, and for Jaeger all of MINIPUSH_TEST_JAEGER_QUERY,
+# MINIPUSH_TEST_OTLP_ENDPOINT and MINIPUSH_TEST_OTLP_GRPC_ENDPOINT, and this script neither starts
+# nor stops that service.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,9 +37,18 @@ KAFKA_PORT=${MINIPUSH_TEST_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
 MARIADB_PORT=${MINIPUSH_TEST_MARIADB_PORT:-13306}
 MARIADB_SOCKET=$MARIADB_DIR/run/mysqld.sock
+# Jaeger runs for the default instance only (the fault suite traces nothing). Its OTLP receivers
+# and query API avoid the usual 4317/4318/16686; the query API's gRPC side takes the next port.
+JAEGER_DIR=$CACHE/jaeger
+JAEGER_MODULE=$ROOT/scripts/jaeger
+JAEGER_OTLP_GRPC_PORT=${MINIPUSH_TEST_JAEGER_OTLP_GRPC_PORT:-14317}
+JAEGER_OTLP_HTTP_PORT=${MINIPUSH_TEST_JAEGER_OTLP_HTTP_PORT:-14318}
+JAEGER_QUERY_PORT=${MINIPUSH_TEST_JAEGER_QUERY_PORT:-16687}
+JAEGER_QUERY_GRPC_PORT=$((JAEGER_QUERY_PORT + 1))
 MYSQL_USER=minipush
 MYSQL_PASSWORD=minipush
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")
+JAEGER_VERSION=$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' "$JAEGER_MODULE/go.mod")
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -43,6 +56,22 @@ die() { log "error: $*"; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# `up` lists here each service it starts, so that a failed `up` stops them again.
+UP_STARTED=
+mark_started() { if [ -n "$UP_STARTED" ]; then echo "$1" >>"$UP_STARTED"; fi; }
+
+stop_pid() { # pidfile name seconds
+  local pidfile=$1 name=$2 seconds=$3
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  local pid; pid=$(cat "$pidfile")
+  log "stopping $name (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + seconds))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
 
 wait_for() { # seconds description command...
   local seconds=$1 what=$2; shift 2
@@ -125,20 +154,11 @@ kafka_up() {
     -cp "$cp" kafka.Kafka "$KAFKA_DIR/run/server.properties" \
     >"$KAFKA_DIR/run/kafka.log" 2>&1 </dev/null &
   echo $! >"$KAFKA_DIR/run/kafka.pid"
+  mark_started kafka
   wait_for 90 "Kafka" kafka_ready || die "Kafka did not start; see $KAFKA_DIR/run/kafka.log"
 }
 
-kafka_down() {
-  local pidfile=$KAFKA_DIR/run/kafka.pid
-  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-  local pid; pid=$(cat "$pidfile")
-  log "stopping Kafka (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
+kafka_down() { stop_pid "$KAFKA_DIR/run/kafka.pid" Kafka 30; }
 
 # ---------------------------------------------------------------- MariaDB
 
@@ -189,6 +209,7 @@ mariadb_up() {
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     --log-error="$MARIADB_DIR/run/mariadb.err" >"$MARIADB_DIR/run/mariadb.log" 2>&1 </dev/null &
   echo $! >"$MARIADB_DIR/run/mariadb.pid"
+  mark_started mariadb
   wait_for 90 "MariaDB" mariadb_ready || die "MariaDB did not start; see $MARIADB_DIR/run/mariadb.err"
   "$(mariadb_client)" --no-defaults -S "$MARIADB_SOCKET" -u root <<SQL
 CREATE USER IF NOT EXISTS '$MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_PASSWORD';
@@ -199,17 +220,109 @@ CREATE DATABASE IF NOT EXISTS minipush;
 SQL
 }
 
-mariadb_down() {
-  local pidfile=$MARIADB_DIR/run/mariadb.pid
-  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-  local pid; pid=$(cat "$pidfile")
-  log "stopping MariaDB (pid $pid)"
-  kill "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 60))
-  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
+mariadb_down() { stop_pid "$MARIADB_DIR/run/mariadb.pid" MariaDB 60; }
+
+# ---------------------------------------------------------------- Jaeger
+
+jaeger_external() { [ -n "${MINIPUSH_TEST_JAEGER_QUERY:-}" ]; }
+
+# Jaeger v2 from the Go module proxy, pinned by scripts/jaeger/go.mod and go.sum (its `tool`
+# directive). The stamp holds the hash of both, so a version bump rebuilds.
+jaeger_build() {
+  local bin=$CACHE/bin
+  local stamp=$bin/.jaeger.stamp
+  local want
+  want=$(cat "$JAEGER_MODULE/go.mod" "$JAEGER_MODULE/go.sum" | sha256sum | cut -d' ' -f1)
+  if [ -x "$bin/jaeger" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  command -v go >/dev/null || die "Go is needed to build Jaeger (from the Go module proxy)"
+  log "building Jaeger $JAEGER_VERSION (first run only)"
+  mkdir -p "$bin"
+  rm -f "$stamp"
+  # The caller's GOWORK and GOFLAGS must not change what is built: go.sum decides.
+  (cd "$JAEGER_MODULE" && GOWORK=off GOFLAGS=-mod=readonly \
+    go build -trimpath -ldflags='-s -w' -o "$bin/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) >&2 ||
+    die "go build of Jaeger failed"
+  mv "$bin/jaeger.tmp" "$bin/jaeger"
+  echo "$want" >"$stamp"
 }
+
+# One store in memory, OTLP in over gRPC and HTTP, and the query API the UI calls; no metrics
+# endpoint, no self-tracing, nothing on a wildcard address.
+jaeger_config() {
+  mkdir -p "$JAEGER_DIR/run"
+  cat >"$JAEGER_DIR/run/config.yaml" <<EOF
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    resource:
+      service.name: jaeger
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: memstore
+    enable_tracing: false
+    http:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_PORT
+    grpc:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_GRPC_PORT
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$JAEGER_OTLP_GRPC_PORT
+      http:
+        endpoint: 127.0.0.1:$JAEGER_OTLP_HTTP_PORT
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+EOF
+}
+
+jaeger_ready() {
+  port_open "$JAEGER_OTLP_GRPC_PORT" && port_open "$JAEGER_OTLP_HTTP_PORT" &&
+    port_open "$JAEGER_QUERY_PORT"
+}
+
+jaeger_up() {
+  [ -z "$INSTANCE" ] || return 0
+  if jaeger_external; then
+    [ -n "${MINIPUSH_TEST_OTLP_ENDPOINT:-}" ] && [ -n "${MINIPUSH_TEST_OTLP_GRPC_ENDPOINT:-}" ] ||
+      die "with MINIPUSH_TEST_JAEGER_QUERY set, set MINIPUSH_TEST_OTLP_ENDPOINT and MINIPUSH_TEST_OTLP_GRPC_ENDPOINT too"
+    log "using Jaeger at $MINIPUSH_TEST_JAEGER_QUERY (not managed here)"
+    return 0
+  fi
+  if pid_alive "$JAEGER_DIR/run/jaeger.pid" && jaeger_ready; then
+    log "Jaeger already runs (query API on 127.0.0.1:$JAEGER_QUERY_PORT)"
+    return 0
+  fi
+  local port
+  for port in "$JAEGER_OTLP_GRPC_PORT" "$JAEGER_OTLP_HTTP_PORT" "$JAEGER_QUERY_PORT" "$JAEGER_QUERY_GRPC_PORT"; do
+    port_open "$port" && die "port $port is taken by another process; set MINIPUSH_TEST_JAEGER_*_PORT"
+  done
+  jaeger_build
+  jaeger_config
+  log "starting Jaeger: OTLP on 127.0.0.1:$JAEGER_OTLP_GRPC_PORT (gRPC) and :$JAEGER_OTLP_HTTP_PORT (HTTP), query API on :$JAEGER_QUERY_PORT"
+  setsid nohup "$CACHE/bin/jaeger" --config "$JAEGER_DIR/run/config.yaml" \
+    >"$JAEGER_DIR/run/jaeger.log" 2>&1 </dev/null &
+  echo $! >"$JAEGER_DIR/run/jaeger.pid"
+  mark_started jaeger
+  wait_for 60 "Jaeger" jaeger_ready || die "Jaeger did not start; see $JAEGER_DIR/run/jaeger.log"
+}
+
+jaeger_down() { stop_pid "$JAEGER_DIR/run/jaeger.pid" Jaeger 30; }
 
 # ---------------------------------------------------------------- tools
 
@@ -254,6 +367,11 @@ print_env() {
   echo "MINIPUSH_MYSQL_URL=${MINIPUSH_TEST_MYSQL_URL:-mysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MARIADB_PORT/minipush}"
   echo "MINIPUSH_TEST_GRPCURL=$CACHE/bin/grpcurl"
   echo "MINIPUSH_TEST_SCHEMATHESIS=$CACHE/venv/bin/st"
+  if [ -z "$INSTANCE" ]; then
+    echo "MINIPUSH_TEST_OTLP_ENDPOINT=${MINIPUSH_TEST_OTLP_ENDPOINT:-http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT}"
+    echo "MINIPUSH_TEST_OTLP_GRPC_ENDPOINT=${MINIPUSH_TEST_OTLP_GRPC_ENDPOINT:-http://127.0.0.1:$JAEGER_OTLP_GRPC_PORT}"
+    echo "MINIPUSH_TEST_JAEGER_QUERY=${MINIPUSH_TEST_JAEGER_QUERY:-http://127.0.0.1:$JAEGER_QUERY_PORT}"
+  fi
 }
 
 status() {
@@ -264,23 +382,51 @@ status() {
   if [ -n "${MINIPUSH_TEST_MYSQL_URL:-}" ]; then echo "mariadb: external"
   elif pid_alive "$MARIADB_DIR/run/mariadb.pid" && mariadb_ready; then echo "mariadb: running pid $(cat "$MARIADB_DIR/run/mariadb.pid") port $MARIADB_PORT"
   else echo "mariadb: stopped"; ok=1; fi
+  if [ -n "$INSTANCE" ]; then :
+  elif jaeger_external; then echo "jaeger: external $MINIPUSH_TEST_JAEGER_QUERY"
+  elif pid_alive "$JAEGER_DIR/run/jaeger.pid" && jaeger_ready; then echo "jaeger: running pid $(cat "$JAEGER_DIR/run/jaeger.pid") port $JAEGER_QUERY_PORT"
+  else echo "jaeger: stopped"; ok=1; fi
   return $ok
+}
+
+# On a failed `up`: let the steps still running finish (one may be about to start a service),
+# then stop every service this run started, so nothing is left running half set up.
+UP_JOBS=()
+up_exit() {
+  local rc=$?
+  trap - EXIT
+  if [ "$rc" -ne 0 ] && [ -n "$UP_STARTED" ]; then
+    local job svc
+    for job in "${UP_JOBS[@]}"; do wait "$job" 2>/dev/null || true; done
+    while read -r svc; do
+      log "up failed: stopping $svc, which this run started"
+      "${svc}_down" || true
+    done <"$UP_STARTED"
+  fi
+  [ -z "$UP_STARTED" ] || rm -f "$UP_STARTED"
+  exit "$rc"
 }
 
 case "${1:-}" in
   up)
-    # Kafka's jar fetch and MariaDB's install are independent; overlap them on a cold machine.
+    UP_STARTED=$(mktemp)
+    trap up_exit EXIT
+    # Kafka's jar fetch, the Go builds and MariaDB's install are independent; overlap them on a
+    # cold machine.
     kafka_up & kafka_job=$!
     tools_up & tools_job=$!
+    jaeger_up & jaeger_job=$!
+    UP_JOBS=("$kafka_job" "$tools_job" "$jaeger_job")
     mariadb_up
     # After MariaDB: both may run apt-get, which takes one lock at a time.
     browser_up
     wait "$kafka_job" || die "Kafka failed to start"
     wait "$tools_job" || die "grpcurl could not be built"
+    wait "$jaeger_job" || die "Jaeger failed to start"
     mkdir -p "$STATE_DIR"
     print_env >"$STATE_DIR/services.env"
     ;;
-  down) kafka_down; mariadb_down ;;
+  down) kafka_down; mariadb_down; jaeger_down ;;
   status) status ;;
   env) print_env ;;
   kafka-down) kafka_down ;;
@@ -288,5 +434,7 @@ case "${1:-}" in
   mariadb-down) mariadb_down ;;
   mariadb-up) mariadb_up ;;
   browser-up) browser_up ;;
+  jaeger-down) jaeger_down ;;
+  jaeger-up) jaeger_up ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac

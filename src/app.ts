@@ -24,7 +24,13 @@ import { metricsRoutes } from './transports/http/routes/metrics.js';
 import { websocketRoutes } from './transports/ws/websocket-plugin.js';
 import { Metrics } from './telemetry/metrics.js';
 import { projectorLag } from './telemetry/projector-lag.js';
-import { traceAppend, traceBatches, traceNotifications, traceNudge } from './telemetry/spans.js';
+import {
+  batchTracing,
+  recordClientError,
+  traceAppend,
+  traceNotifications,
+  traceNudge,
+} from './telemetry/spans.js';
 import { packageVersion } from './version.js';
 
 /**
@@ -109,6 +115,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     let projector: Projector | null = null;
     if (config.roles.includes('projector')) {
       const system = backend.kind.log === 'kafka' ? 'kafka' : 'minipush.embedded';
+      const tracing = batchTracing(system, backend.log.topic);
       const started = new Projector({
         db: backend.db,
         log: backend.log,
@@ -123,7 +130,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
             // Inside the batch's span: the line carries its trace_id.
             logger.debug({ component: 'projector', ...info }, 'batch applied');
           },
-          aroundBatch: traceBatches(system, backend.log.topic),
+          aroundBatch: tracing.aroundBatch,
+          onDeadLetters: tracing.onDeadLetters,
           aroundNotify: traceNotifications(backend.topics.heads),
         },
       });
@@ -240,6 +248,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
           version: packageVersion(),
           bodyLimit: httpBodyLimit(config),
           devTokenSecret: devCredentials && config.devTokens ? authSettings.jwtSecret : null,
+          onClientError: (error) => recordClientError(error.code),
           plugins: [
             metricsRoutes(metrics),
             ...(withHub
@@ -286,6 +295,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
             authenticator,
             logger,
             interceptors: [metrics.grpcInterceptor()],
+            onClientError: (error) => recordClientError(error.code),
           })
         : null;
     if (grpc) {

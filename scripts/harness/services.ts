@@ -24,25 +24,32 @@ const script = path.join(ROOT, 'scripts', 'services.sh');
 /** The services that `scripts/services.sh up` brought up, by their MINIPUSH_* variables. */
 export interface RunningServices {
   readonly env: Readonly<Record<string, string>>;
-  /** Stops the services if this call started them. */
+  /** Stops the services that this call started, and only those. */
   readonly release: () => Promise<void>;
 }
 
-async function servicesUp(): Promise<boolean> {
-  try {
-    await run(script, ['status']);
-    return true;
-  } catch {
-    return false;
-  }
+/** The services `services.sh` manages, each stopped by its own `<name>-down`. */
+const MANAGED = ['kafka', 'mariadb', 'jaeger'] as const;
+
+/**
+ * The managed services that do not run yet, from the lines of `services.sh status`
+ * (`kafka: running …`, `jaeger: stopped`, …), which exits non-zero when any is stopped.
+ */
+async function stoppedServices(): Promise<string[]> {
+  const stdout = await run(script, ['status']).then(
+    (done) => done.stdout,
+    (err: { stdout?: string }) => err.stdout ?? '',
+  );
+  const stopped = new Set([...stdout.matchAll(/^(\w+): stopped$/gm)].map((match) => match[1]!));
+  return MANAGED.filter((name) => stopped.has(name));
 }
 
 /**
- * Brings up the real Kafka broker and MariaDB with the project's own script (installing them on
- * a fresh machine) and reads their addresses from `services.sh env`.
+ * Brings up the real Kafka broker, MariaDB and Jaeger with the project's own script (installing
+ * or building them on a fresh machine) and reads their addresses from `services.sh env`.
  */
 export async function bringUpServices(): Promise<RunningServices> {
-  const wasUp = await servicesUp();
+  const startedHere = await stoppedServices();
   const child = execFile(script, ['up'], { maxBuffer: 64 * 1024 * 1024 });
   child.stderr?.pipe(process.stderr);
   await new Promise<void>((resolve, reject) => {
@@ -64,7 +71,8 @@ export async function bringUpServices(): Promise<RunningServices> {
   return {
     env,
     release: async () => {
-      if (!wasUp) await run(script, ['down']);
+      // Each `<name>-down` stops only a service this script started (it keeps the pid).
+      for (const name of startedHere) await run(script, [`${name}-down`]);
     },
   };
 }

@@ -5,6 +5,7 @@ import type {
   BatchControl,
   ChangeFeed,
   CommandLog,
+  DeadLetter,
   LogBatch,
   LogConsumer,
   LogRecord,
@@ -43,6 +44,8 @@ export interface ProjectorHooks {
     batch: LogBatch,
     run: (batch: LogBatch) => Promise<void>,
   ) => Promise<void>;
+  /** Records about to be dead-lettered, with their reasons (tracing). */
+  readonly onDeadLetters?: (letters: readonly DeadLetter[]) => void;
   /** Wraps each publish of head changes (tracing); `publish` takes the changes to send. */
   readonly aroundNotify?: (
     changes: readonly HeadChange[],
@@ -257,6 +260,7 @@ export class Projector {
     const { letters, forwards, local } = routeRecords(toApply, routing);
     // Before the commits: a crash after these sends re-sends them, and both are safe to repeat
     // (dead letters are at-least-once; forwarded records are deduped on their origin).
+    if (letters.length > 0) this.options.hooks?.onDeadLetters?.(letters);
     await this.options.log.deadLetter(letters);
     await this.options.log.append(forwards);
 

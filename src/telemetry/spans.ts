@@ -11,7 +11,7 @@ import {
 } from '@opentelemetry/api';
 import type { CommandRecord } from '../commands/command-record.js';
 import type { HeadChange } from '../domain/head-state.js';
-import type { LogBatch, LogPosition, LogRecord } from '../log/log.js';
+import type { DeadLetter, LogBatch, LogPosition, LogRecord } from '../log/log.js';
 import { packageVersion } from '../version.js';
 import { contextFromHeaders, traceHeaders } from './trace-context.js';
 
@@ -49,6 +49,9 @@ export const ATTR = {
   headSeq: 'minipush.head_seq',
   sessions: 'minipush.sessions',
   coalesced: 'minipush.nudge.coalesced',
+  deadLetterReason: 'minipush.dlq.reason',
+  deadLetterField: 'minipush.dlq.field',
+  errorType: 'error.type',
   messagingSystem: 'messaging.system',
   destination: 'messaging.destination.name',
   partition: 'messaging.destination.partition.id',
@@ -146,19 +149,37 @@ function describeRecord(record: LogRecord): Attributes {
   }
 }
 
+/** The projector's batch hooks, as {@link batchTracing} makes them. */
+export interface BatchTracing {
+  readonly aroundBatch: (batch: LogBatch, run: (batch: LogBatch) => Promise<void>) => Promise<void>;
+  readonly onDeadLetters: (letters: readonly DeadLetter[]) => void;
+}
+
 /**
- * The projector's `aroundBatch` hook: each batch runs in a `minipush.project.batch` span (its
- * SQL is traced beneath it; it links to the records' traces) and each record gets a
+ * The projector's batch hooks. `aroundBatch`: each batch runs in a `minipush.project.batch` span
+ * (its SQL is traced beneath it; it links to the records' traces) and each record gets a
  * `minipush.project` span whose parent is the context in its headers (the publish), or the
  * batch span for a record that came with none. The projector then sees each record with that
  * span's context in its `traceparent` header, so the head change it produces — and the hub's
- * nudge — continue the record's trace.
+ * nudge — continue the record's trace. `onDeadLetters`: a dead-lettered record's
+ * `minipush.project` span ends as an error with the dead letter's reason and field.
  */
-export function traceBatches(
-  system: 'kafka' | 'minipush.embedded',
-  topic: string,
-): (batch: LogBatch, run: (batch: LogBatch) => Promise<void>) => Promise<void> {
-  return async ({ partition, records }, run) => {
+export function batchTracing(system: 'kafka' | 'minipush.embedded', topic: string): BatchTracing {
+  /** The `minipush.project` span of each record handed to the projector, until it ends. */
+  const recordSpans = new WeakMap<LogRecord, Span>();
+  const onDeadLetters = (letters: readonly DeadLetter[]): void => {
+    for (const { record, reason, field } of letters) {
+      const span = recordSpans.get(record);
+      if (!span) continue;
+      span.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+      span.setAttributes({
+        [ATTR.errorType]: 'dead_letter',
+        [ATTR.deadLetterReason]: reason,
+        ...(field ? { [ATTR.deadLetterField]: field } : {}),
+      });
+    }
+  };
+  const aroundBatch: BatchTracing['aroundBatch'] = async ({ partition, records }, run) => {
     const common: Attributes = {
       [ATTR.messagingSystem]: system,
       [ATTR.destination]: topic,
@@ -199,7 +220,11 @@ export function traceBatches(
       if (span.isRecording()) span.setAttributes(describeRecord(record));
       spans.push(span);
       const headers = traceHeaders(trace.setSpan(parent, span));
-      return headers ? { ...record, headers: { ...record.headers, ...headers } } : record;
+      const tracedRecord = headers
+        ? { ...record, headers: { ...record.headers, ...headers } }
+        : record;
+      recordSpans.set(tracedRecord, span);
+      return tracedRecord;
     });
     try {
       await context.with(batchContext, () => run({ partition, records: traced }));
@@ -211,6 +236,15 @@ export function traceBatches(
       batchSpan.end();
     }
   };
+  return { aroundBatch, onDeadLetters };
+}
+
+/**
+ * The transports' `onClientError` hook: the request's span says the catalogue code the client
+ * got (a schema error is otherwise recorded as Fastify's own code).
+ */
+export function recordClientError(code: string): void {
+  trace.getActiveSpan()?.setAttribute(ATTR.errorType, code);
 }
 
 /**

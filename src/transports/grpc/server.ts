@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import type { Authenticator, Principal } from '../../auth/authenticator.js';
-import { InvalidEventError, asClientError } from '../../errors.js';
+import { InvalidEventError, asClientError, type MiniPushError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { FeedPage } from '../../queries/feed-event.js';
 import type { MiniPushService } from '../../service.js';
@@ -66,8 +66,13 @@ interface MarkUnreadRequest {
   wait: boolean;
 }
 
-function toGrpcError(err: unknown, log: Logger): Partial<grpc.StatusObject> {
+function toGrpcError(
+  err: unknown,
+  log: Logger,
+  onClientError?: (error: MiniPushError) => void,
+): Partial<grpc.StatusObject> {
   const error = asClientError(err);
+  onClientError?.(error);
   if (error.code === 'MINIPUSH_INTERNAL') log.error({ err }, 'gRPC call failed');
   const metadata = new grpc.Metadata();
   metadata.set('minipush-error-code', error.code);
@@ -93,6 +98,8 @@ export interface GrpcServerOptions {
   readonly service: MiniPushService;
   readonly authenticator: Authenticator;
   readonly logger: Logger;
+  /** Hears every error answer, in the call's context (tracing records its code). */
+  readonly onClientError?: (error: MiniPushError) => void;
   /** Run around every call, such as the metrics' timer. */
   readonly interceptors?: grpc.ServerInterceptor[];
 }
@@ -118,7 +125,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
         .then((principal) => handler(principal, call.request))
         .then(
           (result) => callback(null, result),
-          (err: unknown) => callback(toGrpcError(err, log)),
+          (err: unknown) => callback(toGrpcError(err, log, options.onClientError)),
         );
     };
   }

@@ -53,6 +53,8 @@ export interface HttpAppOptions {
   readonly bodyLimit: number;
   /** Secret for `/v1/dev/token`, or null to leave the route out. */
   readonly devTokenSecret: string | null;
+  /** Hears every error answer, in the request's context (tracing records its code). */
+  readonly onClientError?: (error: MiniPushError) => void;
   /** Extra plugins registered last (WebSocket hub, metrics, demo page). */
   readonly plugins?: ReadonlyArray<(app: HttpApp) => Promise<void>>;
 }
@@ -165,6 +167,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const clientError = toClientError(error);
+    options.onClientError?.(clientError);
     if (clientError.code === 'MINIPUSH_INTERNAL') {
       request.log.error({ err: error, url: request.url, method: request.method }, 'request failed');
     } else if (
