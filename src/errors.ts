@@ -45,6 +45,10 @@ export const ERROR_CODES = {
   MINIPUSH_TOKEN_EXPIRED: { http: 401, grpc: GRPC_STATUS.UNAUTHENTICATED, canRetry: false },
   MINIPUSH_FORBIDDEN: { http: 403, grpc: GRPC_STATUS.PERMISSION_DENIED, canRetry: false },
   MINIPUSH_NOT_FOUND: { http: 404, grpc: GRPC_STATUS.NOT_FOUND, canRetry: false },
+  MINIPUSH_METHOD_NOT_ALLOWED: { http: 405, grpc: GRPC_STATUS.UNIMPLEMENTED, canRetry: false },
+  MINIPUSH_IDEMPOTENCY_CONFLICT: { http: 409, grpc: GRPC_STATUS.ALREADY_EXISTS, canRetry: false },
+  MINIPUSH_UNSUPPORTED_MEDIA_TYPE: { http: 415, grpc: INVALID_ARGUMENT, canRetry: false },
+  MINIPUSH_HEADERS_TOO_LARGE: { http: 431, grpc: INVALID_ARGUMENT, canRetry: false },
   MINIPUSH_RATE_LIMITED: { http: 429, grpc: GRPC_STATUS.RESOURCE_EXHAUSTED, canRetry: true },
   MINIPUSH_WAIT_TIMEOUT: { http: 504, grpc: GRPC_STATUS.DEADLINE_EXCEEDED, canRetry: true },
   MINIPUSH_UNAVAILABLE: { http: 503, grpc: GRPC_STATUS.UNAVAILABLE, canRetry: true },
@@ -134,6 +138,22 @@ export class UnauthenticatedError extends errorClass(
 export class TokenExpiredError extends errorClass('MINIPUSH_TOKEN_EXPIRED', 'TokenExpiredError') {}
 export class ForbiddenError extends errorClass('MINIPUSH_FORBIDDEN', 'ForbiddenError') {}
 export class NotFoundError extends errorClass('MINIPUSH_NOT_FOUND', 'NotFoundError') {}
+export class MethodNotAllowedError extends errorClass(
+  'MINIPUSH_METHOD_NOT_ALLOWED',
+  'MethodNotAllowedError',
+) {}
+export class IdempotencyConflictError extends errorClass(
+  'MINIPUSH_IDEMPOTENCY_CONFLICT',
+  'IdempotencyConflictError',
+) {}
+export class UnsupportedMediaTypeError extends errorClass(
+  'MINIPUSH_UNSUPPORTED_MEDIA_TYPE',
+  'UnsupportedMediaTypeError',
+) {}
+export class HeadersTooLargeError extends errorClass(
+  'MINIPUSH_HEADERS_TOO_LARGE',
+  'HeadersTooLargeError',
+) {}
 export class RateLimitedError extends errorClass('MINIPUSH_RATE_LIMITED', 'RateLimitedError') {}
 export class WaitTimeoutError extends errorClass('MINIPUSH_WAIT_TIMEOUT', 'WaitTimeoutError') {}
 export class UnavailableError extends errorClass('MINIPUSH_UNAVAILABLE', 'UnavailableError') {}

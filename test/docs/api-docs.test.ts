@@ -1,10 +1,26 @@
 import path from 'node:path';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
+import { ERROR_CODES } from '../../src/errors.js';
 import { checkExample, docExamples } from '../helpers/doc-examples.js';
+import { readDoc, tableRows } from '../helpers/markdown.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
 
 const doc = path.resolve(import.meta.dirname, '../../docs/api.md');
+
+describe('docs/api.md errors', () => {
+  it('should list every catalogue code with its HTTP and gRPC status', () => {
+    const rows = tableRows(readDoc('api.md'), 'code');
+    const documented = rows.map(([code, http, grpc]) => [code!.replace(/`/g, ''), http, grpc]);
+    const catalogue = Object.entries(ERROR_CODES).map(([code, spec]) => [
+      code,
+      String(spec.http),
+      GrpcStatus[spec.grpc],
+    ]);
+    expect(documented.sort()).toEqual(catalogue.sort());
+  });
+});
 
 describe('docs/api.md examples', () => {
   let stack: Stack;

@@ -376,12 +376,38 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
         'MINIPUSH_INVALID_SEQ',
         /body.seqs is required/,
       ],
-      ['DELETE', '/v1/users/1/events', undefined, 404, 'MINIPUSH_NOT_FOUND', /no route DELETE/],
+      [
+        'DELETE',
+        '/v1/users/1/events',
+        undefined,
+        405,
+        'MINIPUSH_METHOD_NOT_ALLOWED',
+        /DELETE is not allowed on \/v1\/users\/1\/events; use GET, HEAD/,
+      ],
+      ['DELETE', '/v1/nothing', undefined, 404, 'MINIPUSH_NOT_FOUND', /no route DELETE/],
     ])('%s %s should be refused (case %#)', async (method, path, body, status, code, message) => {
       const res = await stack.call(method, path, body === undefined ? {} : { body });
       expect(res.status).toBe(status);
       expect(res.body.error.code).toBe(code);
       expect(res.body.error.message).toMatch(message);
+    });
+
+    it('should keep a body with "__proto__" and "constructor" keys exactly as sent', async () => {
+      const uid = freshUid();
+      const raw =
+        '{"to":[UID],"body":{"__proto__":{"polluted":1},"constructor":{"prototype":{"x":1}}}}';
+      const res = await stack.call('POST', '/v1/events?wait=true', {
+        body: raw.replace('UID', String(uid)),
+      });
+      expect(res.status).toBe(200);
+      const page = await fetch(`${stack.url}/v1/users/${uid}/events?after=0`, {
+        headers: { authorization: stack.serviceAuth },
+      });
+      const text = await page.text();
+      expect(text).toContain(
+        '"body":{"__proto__":{"polluted":1},"constructor":{"prototype":{"x":1}}}',
+      );
+      expect(({} as { polluted?: number }).polluted).toBeUndefined();
     });
 
     it('should refuse an HTTP body over the server limit with 413', async () => {

@@ -4,6 +4,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyRequest,
   type RawServerDefault,
 } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -14,7 +15,7 @@ import {
   BadRequestError,
   BodyTooLargeError,
   MiniPushError,
-  NotFoundError,
+  UnsupportedMediaTypeError,
   asClientError,
   invalidInput,
   type InputErrorCode,
@@ -25,6 +26,7 @@ import { devRoutes } from './routes/dev.js';
 import { eventsRoutes } from './routes/events.js';
 import { healthRoutes, type Readiness } from './routes/health.js';
 import { usersRoutes } from './routes/users.js';
+import { clientErrorHandler, frameworkErrors, methodAwareNotFound } from './error-replies.js';
 import { ERROR_CODE_KEYWORD, SHARED_SCHEMAS, type ErrorCodeMark } from './schemas.js';
 
 /** The REST app as MiniPush builds it: TypeBox schemas type the handlers. */
@@ -85,7 +87,10 @@ function fromValidation(error: FastifyError): MiniPushError {
   let message: string;
   if (missing) message = `${where} is required`;
   else if (extra) message = `${part ?? 'request'} has an unknown field "${extra}"`;
-  else if (first?.keyword === 'pattern') {
+  else if (first?.keyword === 'enum') {
+    const allowed = (first.params as { allowedValues?: unknown[] }).allowedValues ?? [];
+    message = `${where} must be one of ${allowed.join(', ')}`;
+  } else if (first?.keyword === 'pattern') {
     const pattern = String((first.params as { pattern?: string }).pattern);
     message = `${where} ${PATTERN_MEANINGS[pattern] ?? `must match ${pattern}`}`;
   } else message = `${where} ${first?.message ?? 'is invalid'}`;
@@ -99,8 +104,14 @@ function fromValidation(error: FastifyError): MiniPushError {
   return invalidInput(code, field, message);
 }
 
+/** ` (not …)` naming the content type a request was sent with, when it has one. */
+function mediaTypeOf(request: FastifyRequest): string {
+  const type = request.headers['content-type']?.split(';')[0]?.trim();
+  return type ? ` (not ${type})` : '';
+}
+
 /** Maps any error to `{ error: { code, message } }` with the right status. */
-function toClientError(error: FastifyError | Error): MiniPushError {
+function toClientError(error: FastifyError | Error, request: FastifyRequest): MiniPushError {
   if (error instanceof MiniPushError) return error;
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) return fromValidation(fastifyError);
@@ -108,7 +119,9 @@ function toClientError(error: FastifyError | Error): MiniPushError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new BodyTooLargeError('body', 'request body is larger than the server accepts');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new BadRequestError('content-type', 'send the body as application/json');
+      return new UnsupportedMediaTypeError(
+        `send the body as application/json${mediaTypeOf(request)}`,
+      );
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new BadRequestError('body', 'the JSON body is empty');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
@@ -138,6 +151,12 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
     // Per-request lines cost more than they tell at this rate; errors are logged by our handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
+    // A business payload is data: a "__proto__" or "constructor" key is kept as it was sent
+    // (JSON.parse makes it an own property; nothing merges bodies into other objects).
+    onProtoPoisoning: 'ignore',
+    onConstructorPoisoning: 'ignore',
+    clientErrorHandler,
+    frameworkErrors,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
@@ -165,8 +184,15 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
 
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
+  const notFound = methodAwareNotFound(app);
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
-    const clientError = toClientError(error);
+    // A method no route takes, refused before routing ended (a body without its content type):
+    // what matters is the method.
+    if (request.is404) {
+      notFound(request, reply);
+      return;
+    }
+    const clientError = toClientError(error, request);
     options.onClientError?.(clientError);
     if (clientError.code === 'MINIPUSH_INTERNAL') {
       request.log.error({ err: error, url: request.url, method: request.method }, 'request failed');
@@ -178,11 +204,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
     }
     void reply.code(clientError.httpStatus).send(clientError.toJSON());
   });
-  app.setNotFoundHandler((request, reply) => {
-    void reply
-      .code(404)
-      .send(new NotFoundError(`no route ${request.method} ${request.url.split('?')[0]}`).toJSON());
-  });
+  // JSON is the only body MiniPush reads; a text/plain one is refused as such, not parsed.
+  app.removeContentTypeParser('text/plain');
 
   await app.register(swagger, {
     openapi: {

@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { NotFoundError } from '../../errors.js';
+import { asClientError } from '../../errors.js';
+import { clientErrorHandler, frameworkErrors, methodAwareNotFound } from './error-replies.js';
 import type { Logger } from '../../logger.js';
 import type { HttpApp } from './app.js';
 import { healthRoutes, type Readiness } from './routes/health.js';
@@ -21,17 +22,19 @@ export async function buildOperationsApp(options: OperationsAppOptions): Promise
   const app = Fastify({
     loggerInstance: httpLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    clientErrorHandler,
+    frameworkErrors,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>();
-  app.setNotFoundHandler((request, reply) => {
-    void reply
-      .code(404)
-      .send(
-        new NotFoundError(
-          `no route ${request.method} ${request.url.split('?')[0]}: this process has neither the api nor the hub role`,
-        ).toJSON(),
-      );
+  const notFound = methodAwareNotFound(app, ': this process has neither the api nor the hub role');
+  app.setErrorHandler((error, request, reply) => {
+    if (request.is404) {
+      notFound(request, reply);
+      return;
+    }
+    const clientError = asClientError(error);
+    void reply.code(clientError.httpStatus).send(clientError.toJSON());
   });
   await app.register(healthRoutes, { readiness: options.readiness });
   for (const plugin of options.plugins ?? []) await plugin(app);

@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type SchemaOptions, type TSchema, type TUnsafe } from '@sinclair/typebox';
 import { MAX_SEQ, MAX_UID } from '../../domain/uid.js';
 import type { InputErrorCode } from '../../errors.js';
 
@@ -29,6 +29,17 @@ export const ErrorBody = Type.Object(
   },
   { $id: 'Error', description: 'Every error answer' },
 );
+
+/**
+ * One of a few strings, as a JSON-schema `enum`: a wrong value is answered with the accepted
+ * ones, which a union of literals cannot say.
+ */
+export function StringEnum<const T extends readonly string[]>(
+  values: T,
+  options: SchemaOptions = {},
+): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
 
 export const Uid = Type.Integer({
   minimum: 0,

@@ -7,6 +7,7 @@ import {
   Seq,
   SeqOrZero,
   Seqs,
+  StringEnum,
   UidParams,
   answersWith,
   errorResponses,
@@ -50,7 +51,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
             limit: Type.Optional(Limit),
             from: Type.Optional(SeqOrZero),
             to: Type.Optional(SeqOrZero),
-            order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
+            order: Type.Optional(StringEnum(['asc', 'desc'])),
           },
           { additionalProperties: false },
         ),
@@ -107,13 +108,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox<UsersRoutesOptions> = async 
         querystring: Type.Object(
           {
             upTo: Type.Optional(SeqOrZero),
-            format: Type.Optional(
-              Type.Union([
-                Type.Literal('roaring'),
-                Type.Literal('blocks'),
-                Type.Literal('compact'),
-              ]),
-            ),
+            format: Type.Optional(StringEnum(['roaring', 'blocks', 'compact'])),
           },
           { additionalProperties: false },
         ),
