@@ -6,7 +6,7 @@ import {
   type DevCredentials,
 } from './auth/dev-credentials.js';
 import { prepareBackend, type Backend } from './backend.js';
-import { commandLimits, isEmbedded, type Config } from './config.js';
+import { commandLimits, isEmbedded, webSocketOrigins, type Config } from './config.js';
 import { demoPlugins } from './demo/demo-plugin.js';
 import { openFileLimit, sessionCapacity } from './hubs/fd-limit.js';
 import { Hub } from './hubs/hub.js';
@@ -248,6 +248,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
           version: packageVersion(),
           bodyLimit: httpBodyLimit(config),
           devTokenSecret: devCredentials && config.devTokens ? authSettings.jwtSecret : null,
+          corsOrigins: config.corsOrigins,
           onClientError: (error) => recordClientError(error.code),
           plugins: [
             metricsRoutes(metrics),
@@ -260,6 +261,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
                       authenticator,
                       settings: {
                         ...config,
+                        wsAllowedOrigins: webSocketOrigins(config),
                         maxSessionsPerHub: withHub.settings.maxSessionsPerHub,
                       },
                       logger,

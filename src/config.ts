@@ -194,7 +194,16 @@ export const SETTINGS = {
     'close a session whose unsent buffer exceeds this',
     { min: 1024 },
   ),
-  wsAllowedOrigins: list('ws-allowed-origins', '', 'allowed WebSocket Origin values; empty = any'),
+  wsAllowedOrigins: list(
+    'ws-allowed-origins',
+    '',
+    'allowed WebSocket Origin values; empty = those of cors-origins, or any when that is empty too',
+  ),
+  corsOrigins: list(
+    'cors-origins',
+    '',
+    'origins whose browser pages may call the REST API (CORS), e.g. https://app.example.com, or *; empty = CORS off',
+  ),
   hubHeartbeatMs: duration('hub-heartbeat', '2s', 'how often a hub announces it is alive', {
     min: 10,
   }),
@@ -461,6 +470,15 @@ export function commandLimits(
     maxEventIdLength: config.maxEventIdLength,
     maxSeqsPerCommand: config.maxSeqsPerCommand,
   };
+}
+
+/**
+ * The `Origin` values a WebSocket upgrade may carry: the WebSocket's own list, or else the CORS
+ * origins (a page allowed to call the API may hold a session); empty allows any.
+ */
+export function webSocketOrigins(config: Config): readonly string[] {
+  if (config.wsAllowedOrigins.length > 0) return config.wsAllowedOrigins;
+  return config.corsOrigins.includes('*') ? [] : config.corsOrigins;
 }
 
 /** True when the process runs on the embedded log and SQLite store. */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SignJWT } from 'jose';
+import { ForbiddenError } from '../errors.js';
 import type { AuthSettings } from './authenticator.js';
 
 export interface DevCredentials {
@@ -57,4 +58,47 @@ export async function mintUserToken(
     .setIssuedAt()
     .setExpirationTime(`${ttlSeconds}s`)
     .sign(new TextEncoder().encode(secret));
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+function hostnameOf(value: string): string | null {
+  try {
+    return new URL(value.includes('://') ? value : `http://${value}`).hostname.toLowerCase();
+  } catch {
+    return null;
+  }
+}
+
+function isLoopback(hostname: string | null): boolean {
+  return (
+    hostname !== null &&
+    (LOOPBACK_HOSTS.has(hostname) ||
+      /^127\.\d+\.\d+\.\d+$/.test(hostname) ||
+      hostname.endsWith('.localhost'))
+  );
+}
+
+/**
+ * Why a request may not have dev credentials, or null when it may. They go only to pages on a
+ * loopback host: a page on another name that resolves to 127.0.0.1 (DNS rebinding) sends its
+ * own name in `Host` and `Origin`, and must not read the API key or mint tokens.
+ */
+export function devCredentialsRefusal(headers: {
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+}): ForbiddenError | null {
+  const host = headers.host ?? '';
+  if (!isLoopback(hostnameOf(host))) {
+    return new ForbiddenError(
+      `dev credentials are served to loopback hosts only, not Host ${host || '(none)'}: ` +
+        'open the page at http://127.0.0.1:<port> or http://localhost:<port>',
+    );
+  }
+  if (headers.origin !== undefined && !isLoopback(hostnameOf(headers.origin))) {
+    return new ForbiddenError(
+      `dev credentials are served to loopback pages only, not Origin ${headers.origin}`,
+    );
+  }
+  return null;
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DevCredentials } from '../auth/dev-credentials.js';
+import { devCredentialsRefusal, type DevCredentials } from '../auth/dev-credentials.js';
 import type { Config } from '../config.js';
 import { NotFoundError, UnavailableError } from '../errors.js';
 import type { HttpApp } from '../transports/http/app.js';
@@ -79,9 +79,11 @@ export async function demoRoutes(app: HttpApp, options: DemoOptions): Promise<vo
     if (options.devApiKey !== null) {
       const apiKey = options.devApiKey;
       // Development only, like /v1/dev/token: anyone who can open the page may publish with it.
-      demo.get('/demo/dev-api-key', { schema: { hide: true } }, async (_request, reply) =>
-        reply.header('cache-control', 'no-store').send({ apiKey }),
-      );
+      demo.get('/demo/dev-api-key', { schema: { hide: true } }, async (request, reply) => {
+        const refusal = devCredentialsRefusal(request.headers);
+        if (refusal) return reply.code(refusal.httpStatus).send(refusal.toJSON());
+        return reply.header('cache-control', 'no-store').send({ apiKey });
+      });
     }
   });
 }

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config, Role } from '../../src/config.js';
 import { startStack, type Stack } from '../helpers/stack.js';
@@ -59,6 +60,58 @@ describe('demo page routes', () => {
     const noDevTokens = await stack({ apiKeys: [], devTokens: false });
     expect((await get(noDevTokens, '/demo/dev-api-key')).status).toBe(404);
     expect((await get(noDevTokens, '/demo')).status).toBe(200);
+  });
+
+  /** A request with the Host and Origin a browser on another name would send. */
+  function asPageOn(
+    s: Stack,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; body: any }> {
+    const url = new URL(path, s.url);
+    return new Promise((resolve, reject) => {
+      const request = http.request(
+        url,
+        { method, headers: { 'content-type': 'application/json', ...headers } },
+        (response) => {
+          let text = '';
+          response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          response.on('end', () =>
+            resolve({ status: response.statusCode!, body: JSON.parse(text) }),
+          );
+        },
+      );
+      request.on('error', reject);
+      request.end(method === 'POST' ? JSON.stringify({ uid: 1 }) : undefined);
+    });
+  }
+
+  it('should give dev credentials to loopback hosts and origins only (DNS rebinding)', async () => {
+    const s = await stack({ apiKeys: [] });
+    const port = new URL(s.url).port;
+    for (const [method, path] of [
+      ['GET', '/demo/dev-api-key'],
+      ['POST', '/v1/dev/token'],
+    ] as const) {
+      // A rebinding page: its own name in Host, though the connection reaches 127.0.0.1.
+      const rebound = await asPageOn(s, method, path, { host: `attacker.example:${port}` });
+      expect(rebound.status, path).toBe(403);
+      expect(rebound.body.error).toEqual({
+        code: 'MINIPUSH_FORBIDDEN',
+        message: expect.stringContaining(`not Host attacker.example:${port}`),
+      });
+      const foreign = await asPageOn(s, method, path, {
+        host: `127.0.0.1:${port}`,
+        origin: 'https://attacker.example',
+      });
+      expect(foreign.status, path).toBe(403);
+      expect(foreign.body.error.message).toContain('not Origin https://attacker.example');
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]) {
+        const own = await asPageOn(s, method, path, { host, origin: `http://${host}` });
+        expect(own.status, `${path} for ${host}`).toBe(200);
+      }
+    }
   });
 
   it('should leave /demo out with --demo false and without the hub role', async () => {

@@ -8,6 +8,7 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Authenticator, Principal } from '../../auth/authenticator.js';
@@ -55,6 +56,8 @@ export interface HttpAppOptions {
   readonly bodyLimit: number;
   /** Secret for `/v1/dev/token`, or null to leave the route out. */
   readonly devTokenSecret: string | null;
+  /** Origins whose pages may call the API from a browser (`*` for any); empty: CORS off. */
+  readonly corsOrigins?: readonly string[];
   /** Hears every error answer, in the request's context (tracing records its code). */
   readonly onClientError?: (error: MiniPushError) => void;
   /** Extra plugins registered last (WebSocket hub, metrics, demo page). */
@@ -206,6 +209,17 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
   });
   // JSON is the only body MiniPush reads; a text/plain one is refused as such, not parsed.
   app.removeContentTypeParser('text/plain');
+
+  const origins = options.corsOrigins ?? [];
+  if (origins.length > 0) {
+    // Credentials travel in Authorization, never in cookies: no credentialed CORS.
+    await app.register(cors, {
+      origin: origins.includes('*') ? '*' : [...origins],
+      methods: ['GET', 'HEAD', 'POST'],
+      allowedHeaders: ['authorization', 'content-type'],
+      maxAge: 600,
+    });
+  }
 
   await app.register(swagger, {
     openapi: {

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { mintUserToken } from '../../../auth/dev-credentials.js';
+import { devCredentialsRefusal, mintUserToken } from '../../../auth/dev-credentials.js';
 import { Uid, errorResponses } from '../schemas.js';
 
 export interface DevRoutesOptions {
@@ -31,11 +31,13 @@ export const devRoutes: FastifyPluginAsyncTypebox<DevRoutesOptions> = async (
         ),
         response: {
           200: Type.Object({ token: Type.String(), expiresIn: Type.Integer() }),
-          ...errorResponses(400),
+          ...errorResponses(400, 403),
         },
       },
     },
     async (request) => {
+      const refusal = devCredentialsRefusal(request.headers);
+      if (refusal) throw refusal;
       const ttl = request.body.ttlSeconds ?? 3600;
       return { token: await mintUserToken(jwtSecret, request.body.uid, ttl), expiresIn: ttl };
     },
