@@ -19,7 +19,13 @@ import {
 
 /** Who is calling: a business server (API key) or one user (JWT with `sub` = uid). */
 export type Principal =
-  { readonly kind: 'service' } | { readonly kind: 'user'; readonly uid: number };
+  | { readonly kind: 'service' }
+  | {
+      readonly kind: 'user';
+      readonly uid: number;
+      /** When the user's token stops being valid, in ms since the epoch (its `exp`). */
+      readonly expiresAt?: number;
+    };
 
 /** The settings authentication works with; each is documented on {@link Config}. At most one
  * of the secret, the public key and the JWKS URL is set. */
@@ -65,7 +71,10 @@ export class Authenticator {
    * forged into a hit), until they expire or a minute passes. Clients send the same token with
    * every request; verifying its signature each time cost more than the query it guards.
    */
-  private readonly verified = new Map<string, { readonly uid: number; readonly until: number }>();
+  private readonly verified = new Map<
+    string,
+    { readonly uid: number; readonly expiresAt: number; readonly until: number }
+  >();
   private key: Uint8Array | CryptoKey | JWTVerifyGetKey | null = null;
   private verifyOptions: JWTVerifyOptions;
   private readonly ready: Promise<void>;
@@ -132,7 +141,8 @@ export class Authenticator {
     }
     const cached = this.verified.get(token);
     if (cached) {
-      if (Date.now() < cached.until) return { kind: 'user', uid: cached.uid };
+      if (Date.now() < cached.until)
+        return { kind: 'user', uid: cached.uid, expiresAt: cached.expiresAt };
       this.verified.delete(token);
     }
     await this.ready;
@@ -150,7 +160,11 @@ export class Authenticator {
         throw unauthenticated('invalid token: sub must be a uid (an unsigned 32-bit integer)');
       }
       if (options.remember !== false) this.remember(token, uid, payload.exp);
-      return { kind: 'user', uid };
+      return {
+        kind: 'user',
+        uid,
+        ...(payload.exp === undefined ? {} : { expiresAt: payload.exp * 1000 }),
+      };
     } catch (err) {
       if (err instanceof MiniPushError) throw err;
       if (err instanceof joseErrors.JWTExpired) {
@@ -177,7 +191,11 @@ export class Authenticator {
       const oldest = this.verified.keys().next();
       if (!oldest.done) this.verified.delete(oldest.value);
     }
-    this.verified.set(token, { uid, until: Math.min(exp * 1000, Date.now() + VERIFIED_TTL_MS) });
+    this.verified.set(token, {
+      uid,
+      expiresAt: exp * 1000,
+      until: Math.min(exp * 1000, Date.now() + VERIFIED_TTL_MS),
+    });
   }
 
   private isApiKey(token: string): boolean {

@@ -24,8 +24,10 @@ export interface MiniPushClientOptions {
   readonly token?: string;
   /**
    * Returns a fresh user JWT. Called before the first connect when there is no `token`, after the
-   * server refuses the token (close code 4401), and before a reconnect when the token expires
-   * within `tokenRefreshMarginMs`. Without it, a refused token stops the client.
+   * server refuses or expires the token (close codes 4401, 4402), before a reconnect when the
+   * token expires within `tokenRefreshMarginMs`, and while connected that long before the token
+   * expires, to hand the open session a new one in-band (`refresh`) so it need not drop. Without
+   * it, a refused or expired token stops the client.
    */
   readonly getToken?: () => Promise<string>;
   /**
@@ -41,7 +43,10 @@ export interface MiniPushClientOptions {
   readonly connectTimeoutMs?: number;
   /** How long a request waits for its answer (and for a connection), in ms. Default 10000. */
   readonly requestTimeoutMs?: number;
-  /** Refresh a token that expires within this many ms before using it. Default 30000. */
+  /**
+   * Get a new token this many ms before the current one expires: before a connect, and in-band
+   * on an open session. Default 30000.
+   */
   readonly tokenRefreshMarginMs?: number;
   /**
    * Ping the server after this many ms without a message, to find a dead connection. Default:
@@ -53,6 +58,9 @@ export interface MiniPushClientOptions {
   /** Most events kept in the local cache; the oldest go first. Default 1000. */
   readonly maxCachedEvents?: number;
 }
+
+/** The longest delay setTimeout keeps (2^31 − 1 ms); longer ones fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** An error answer from the server (`code` is a `MINIPUSH_…` code) or a client failure. */
 export class MiniPushClientError extends Error {
@@ -134,6 +142,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private pingTimer: ReturnType<typeof setInterval> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private lastMessageAt = 0;
   private reqCounter = 0;
   private readonly pending = new Map<number, Pending>();
@@ -406,7 +415,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
     this.socket = null;
     this.clearTimers();
     this.failPending();
-    if (code === DisconnectCode.Unauthenticated) {
+    if (code === DisconnectCode.Unauthenticated || code === DisconnectCode.TokenExpired) {
       if (this.options.getToken) {
         this.tokenRefused = true;
         this.closed({ code, reason, reconnect: true });
@@ -453,7 +462,8 @@ export class MiniPushClient extends InboxView implements InboxClient {
     if (this.connectTimer) clearTimeout(this.connectTimer);
     if (this.pingTimer) clearInterval(this.pingTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.connectTimer = this.pingTimer = this.reconnectTimer = null;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.connectTimer = this.pingTimer = this.reconnectTimer = this.refreshTimer = null;
   }
 
   private failPending(): void {
@@ -520,8 +530,49 @@ export class MiniPushClient extends InboxView implements InboxClient {
     const every = this.options.pingIntervalMs ?? hello.limits?.pingIntervalMs ?? 25_000;
     this.pingTimer = setInterval(() => this.keepAlive(every), Math.max(10, every / 2));
     this.inbox.setConnection(ConnectionState.Connected);
+    this.scheduleRefresh(hello.tokenExpiresAt ?? null);
     this.sync();
     this.syncReadStates();
+  }
+
+  /**
+   * With `getToken`, hands the open session a new token `tokenRefreshMarginMs` before the one it
+   * runs on expires. A failed try is tried again, until the server closes the session at the
+   * expiry (4402) and the reconnect asks `getToken` once more.
+   */
+  private scheduleRefresh(expiresAt: number | null, retryMs = 0): void {
+    const { getToken } = this.options;
+    if (!getToken || expiresAt === null) return;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    const due = expiresAt - this.settings.tokenRefreshMarginMs - Date.now();
+    const socket = this.socket;
+    this.refreshTimer = setTimeout(
+      () => {
+        this.refreshTimer = null;
+        if (socket !== this.socket || this.state !== ConnectionState.Connected) return;
+        // Timers hold at most about 24.8 days: a longer-lived token is looked at again later.
+        if (expiresAt - this.settings.tokenRefreshMarginMs - Date.now() > MAX_TIMER_MS) {
+          this.scheduleRefresh(expiresAt);
+          return;
+        }
+        getToken()
+          .then(async (token) => {
+            if (typeof token !== 'string' || token === '')
+              throw new Error('getToken() gave no token');
+            const answer = await this.request('refresh', { token });
+            this.token = token;
+            this.scheduleRefresh(answer.tokenExpiresAt);
+          })
+          .catch((err: unknown) => {
+            if (socket !== this.socket) return;
+            this.inbox.emit('error', err instanceof Error ? err : new Error(String(err)));
+            // Again in a while, while the current token lasts.
+            if (Date.now() < expiresAt)
+              this.scheduleRefresh(expiresAt, Math.max(1000, retryMs * 2));
+          });
+      },
+      Math.min(Math.max(retryMs, due, 0), MAX_TIMER_MS),
+    );
   }
 
   private onHead(state: HeadState): void {

@@ -34,6 +34,11 @@ export const DisconnectCode = {
    * client that has no `getToken()`, since the same token would be refused again.
    */
   Unauthenticated: 4401,
+  /**
+   * The session's token expired before a new one was handed over: get one with `getToken()`,
+   * then reconnect. Final for a client that has no `getToken()`.
+   */
+  TokenExpired: 4402,
   /** Kicked off: the user opened more sessions than the quota. Final. */
   KickedOff: 4500,
   /** These credentials may not open a session (an API key). Final. */

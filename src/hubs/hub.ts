@@ -106,6 +106,7 @@ export class Hub {
       pingIntervalMs: settings.pingIntervalMs,
       pongTimeoutMs: settings.pongTimeoutMs,
       now: this.now,
+      onExpired: (session) => this.expire(session),
     });
   }
 
@@ -181,6 +182,33 @@ export class Hub {
     this.whenClosed.delete(session);
   }
 
+  /**
+   * Ends a session whose token expired, if it has: true when it did. A session lives no longer
+   * than its token; a `refresh` with a new token keeps it open.
+   */
+  expireIfDue(session: Session): boolean {
+    const expiresAt = session.principal.expiresAt;
+    if (expiresAt === undefined || this.now() < expiresAt) return false;
+    this.expire(session);
+    return true;
+  }
+
+  private expire(session: Session): void {
+    if (session.dropping) return;
+    session.dropping = true;
+    const expiresAt = new Date(session.principal.expiresAt ?? 0).toISOString();
+    // Sent past the backpressure check: it is the last word of a session that is going.
+    session.socket.send(
+      JSON.stringify({
+        type: 'error',
+        reqId: null,
+        code: 'MINIPUSH_TOKEN_EXPIRED',
+        message: `the session's token expired at ${expiresAt}: send refresh with a new token before it expires, or reconnect with one`,
+      }),
+    );
+    session.socket.close(CLOSE_CODES.tokenExpired, 'token expired');
+  }
+
   /** Sends to a session if its client keeps up (see {@link SessionRegistry.send}). */
   send(session: Session, message: object | string | Buffer): void {
     this.registry.send(session, message);
@@ -202,6 +230,9 @@ export class Hub {
           hubId: this.hubId,
           ...state,
           limits: this.limits(),
+          ...(session.principal.expiresAt === undefined
+            ? {}
+            : { tokenExpiresAt: session.principal.expiresAt }),
         };
         this.send(session, hello);
         this.nudger.greeted(session, state);

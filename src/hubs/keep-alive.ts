@@ -1,5 +1,5 @@
 import { CLOSE_CODES } from '../protocol/websocket.js';
-import type { SessionRegistry } from './session-registry.js';
+import type { Session, SessionRegistry } from './session-registry.js';
 
 export interface KeepAliveOptions {
   readonly registry: SessionRegistry;
@@ -8,6 +8,8 @@ export interface KeepAliveOptions {
   /** A session that does not answer a ping within this many ms is closed. */
   readonly pongTimeoutMs: number;
   readonly now: () => number;
+  /** A session's token expired: it must go. */
+  readonly onExpired: (session: Session) => void;
 }
 
 /** A client that ignores the close frame too is cut this long after it. */
@@ -15,7 +17,8 @@ const TERMINATE_AFTER_MS = 1000;
 
 /**
  * Pings every session on an interval and closes the ones whose pong is late (a dead network
- * leaves a socket open for ever otherwise). One timer for the whole hub, not one per session.
+ * leaves a socket open for ever otherwise), and ends the ones whose token expired. One timer
+ * for the whole hub, not one per session.
  */
 export class KeepAlive {
   private timer: NodeJS.Timeout | null = null;
@@ -43,6 +46,11 @@ export class KeepAlive {
     for (const session of registry.all()) {
       const { socket } = session;
       if (!socket.isOpen()) continue;
+      const expiresAt = session.principal.expiresAt;
+      if (expiresAt !== undefined && now >= expiresAt) {
+        this.options.onExpired(session);
+        continue;
+      }
       if (session.awaitingPong) {
         if (now - session.pingAt > pongTimeoutMs) {
           socket.close(CLOSE_CODES.pingTimeout, 'ping timeout');

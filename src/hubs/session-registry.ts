@@ -25,7 +25,8 @@ export interface Session {
   readonly id: string;
   readonly uid: number;
   readonly ip: string;
-  readonly principal: Principal & { kind: 'user' };
+  /** Whose session it is; a `refresh` swaps in the new token's principal (same uid). */
+  principal: Principal & { kind: 'user' };
   readonly socket: SessionSocket;
   /** Last state this client was told (hello or head); never go below it. */
   told: HeadState | null;

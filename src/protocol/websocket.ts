@@ -26,6 +26,11 @@ export const CLOSE_CODES = {
   pingTimeout: 4009,
   /** Missing, invalid or expired token: get a fresh token, then reconnect. */
   unauthenticated: 4401,
+  /**
+   * The session's token expired while it was open (no `refresh` came in time): get a fresh
+   * token, then reconnect.
+   */
+  tokenExpired: 4402,
   /** Kicked off because the user opened more than the session quota: do not reconnect. */
   kickedOff: 4500,
   /** Credentials that may not open a session (an API key): do not reconnect. */
@@ -41,6 +46,7 @@ export const REQUEST_TYPES = [
   'markRead',
   'markUnread',
   'send',
+  'refresh',
   'ping',
 ] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
@@ -82,6 +88,11 @@ export interface HelloMessage extends HeadState {
   readonly sessionId: string;
   readonly hubId: string;
   readonly limits: SessionLimits;
+  /**
+   * When the session's token expires (ms since the epoch): send `refresh` with a new token
+   * before then, or the session closes with 4402. Absent for a token without `exp`.
+   */
+  readonly tokenExpiresAt?: number;
 }
 
 /** A nudge: the user's head or read state changed. */
@@ -156,6 +167,8 @@ export interface Answers {
   markRead: MarkAnswer;
   markUnread: MarkAnswer;
   send: { id: string; position: string };
+  /** The session now runs on the new token, until it expires in turn. */
+  refresh: { tokenExpiresAt: number | null };
   ping: Record<string, never>;
 }
 

@@ -12,6 +12,7 @@ describe('DisconnectCode', () => {
       tooSlow: DisconnectCode.TooSlow,
       pingTimeout: DisconnectCode.PingTimeout,
       unauthenticated: DisconnectCode.Unauthenticated,
+      tokenExpired: DisconnectCode.TokenExpired,
       kickedOff: DisconnectCode.KickedOff,
       forbidden: DisconnectCode.Forbidden,
     }).toEqual(CLOSE_CODES);

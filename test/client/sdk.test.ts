@@ -359,6 +359,70 @@ describe('MiniPushClient on an in-process hub', () => {
     expect(expiringSeen.disconnects).toEqual([]);
   });
 
+  it('should hand its open session a new token before the old one expires, keeping the socket', async () => {
+    const uid = freshUid();
+    let asks = 0;
+    // Each token lasts 3 s; the client asks for the next one 2 s before that.
+    const c = client(uid, {
+      tokenRefreshMarginMs: 2000,
+      getToken: async () => {
+        asks++;
+        return signUserToken(uid, { expiresIn: '3s' });
+      },
+    });
+    const seen = observe(c);
+    await connected(c);
+    await publish(uid, 1);
+    // Past the first and second tokens' expiry: still the same session, no disconnect.
+    await new Promise((r) => setTimeout(r, 6500));
+    expect(seen.disconnects).toEqual([]);
+    expect(c.state).toBe(ConnectionState.Connected);
+    expect(asks).toBeGreaterThanOrEqual(3);
+    await publish(uid, 1);
+    await expect.poll(() => c.list().length, { timeout: 10_000 }).toBe(2);
+  });
+
+  it('should reconnect with a new token after the server ends an expired session (4402)', async () => {
+    const uid = freshUid();
+    let asks = 0;
+    const c = client(uid, {
+      tokenRefreshMarginMs: 1000,
+      getToken: async () => {
+        asks++;
+        // The in-band refresh (second ask) fails: the session runs out and is closed.
+        if (asks === 2) throw new Error('identity provider down');
+        return signUserToken(uid, { expiresIn: '2s' });
+      },
+    });
+    const seen = observe(c);
+    await connected(c);
+    await expect.poll(() => seen.disconnects.length, { timeout: 15_000 }).toBeGreaterThan(0);
+    expect(seen.disconnects[0]).toMatchObject({
+      code: DisconnectCode.TokenExpired,
+      reconnect: true,
+    });
+    await expect.poll(() => c.state, { timeout: 10_000 }).toBe(ConnectionState.Connected);
+    expect(asks).toBeGreaterThanOrEqual(3);
+  });
+
+  it('should stop when its token expires and it has no getToken', async () => {
+    const uid = freshUid();
+    const c = new MiniPushClient({
+      url: wsUrl,
+      token: await signUserToken(uid, { expiresIn: '2s' }),
+      WebSocket,
+      minReconnectDelayMs: 20,
+    });
+    clients.push(c);
+    const seen = observe(c);
+    await connected(c);
+    await expect.poll(() => seen.disconnects.length, { timeout: 15_000 }).toBe(1);
+    expect(seen.disconnects).toEqual([
+      expect.objectContaining({ code: DisconnectCode.TokenExpired, reconnect: false }),
+    ]);
+    expect(c.state).toBe(ConnectionState.Disconnected);
+  });
+
   it('should stop on a refused token without getToken, and on an API key (4503)', async () => {
     const uid = freshUid();
     const cases: Array<[string, number]> = [

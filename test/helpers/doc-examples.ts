@@ -50,7 +50,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  */
 export function matchesDocumented(actual: unknown, documented: unknown, path = '$'): void {
   const key = path.split('.').pop() ?? '';
-  if (['createTime', 'time', 'logTime'].includes(key)) {
+  if (['createTime', 'time', 'logTime', 'tokenExpiresAt'].includes(key)) {
     expect(Number(actual), path).toBeGreaterThan(1_000_000_000_000);
     return;
   }

@@ -229,6 +229,52 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('hub on %s', (backend) => {
     }
   });
 
+  it('should end a session when its token expires: an error, then close code 4402', async () => {
+    const uid = freshUid();
+    const socket = await connect(wsUrl, { token: await signUserToken(uid, { expiresIn: '2s' }) });
+    open.push(socket);
+    const hello = await socket.next((m) => m.type === 'hello');
+    expect(hello.tokenExpiresAt).toBeGreaterThan(Date.now());
+    expect(hello.tokenExpiresAt).toBeLessThanOrEqual(Date.now() + 2000);
+    const closed = await socket.closed;
+    expect(closed.code).toBe(CLOSE_CODES.tokenExpired);
+    expect(socket.messages.at(-1)).toMatchObject({
+      type: 'error',
+      code: 'MINIPUSH_TOKEN_EXPIRED',
+      message: expect.stringContaining('send refresh with a new token'),
+    });
+    // Nothing was answered after the expiry.
+    expect(socket.messages.filter((m) => m.type === 'diff')).toEqual([]);
+  });
+
+  it('should outlive its first token after a refresh with a new one for the same uid', async () => {
+    const uid = freshUid();
+    const socket = await connect(wsUrl, { token: await signUserToken(uid, { expiresIn: '2s' }) });
+    open.push(socket);
+    await socket.next((m) => m.type === 'hello');
+    // Refusals leave the session as it was.
+    expect(await socket.request('refresh', { token: await signUserToken(uid + 1) })).toMatchObject({
+      type: 'error',
+      code: 'MINIPUSH_FORBIDDEN',
+      message: `the new token is for uid ${uid + 1}; this session is for uid ${uid}`,
+    });
+    expect(await socket.request('refresh', { token: API_KEY })).toMatchObject({
+      code: 'MINIPUSH_FORBIDDEN',
+    });
+    expect(await socket.request('refresh', { token: 'garbage' })).toMatchObject({
+      code: 'MINIPUSH_UNAUTHENTICATED',
+    });
+    expect(await socket.request('refresh', {})).toMatchObject({ code: 'MINIPUSH_BAD_REQUEST' });
+    const refreshed = await socket.request('refresh', {
+      token: await signUserToken(uid, { expiresIn: '1h' }),
+    });
+    expect(refreshed).toMatchObject({ type: 'refresh', tokenExpiresAt: expect.any(Number) });
+    expect(refreshed.tokenExpiresAt).toBeGreaterThan(Date.now() + 3_500_000);
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(await socket.request('stats')).toMatchObject({ type: 'stats', headSeq: 0 });
+    expect(socket.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
   it('should accept the token as a bearer.<token> subprotocol', async () => {
     const uid = freshUid();
     const socket = await connect(wsUrl, {

@@ -1,4 +1,11 @@
-import { BadRequestError, RateLimitedError, asClientError, type ErrorCode } from '../../errors.js';
+import type { Authenticator } from '../../auth/authenticator.js';
+import {
+  BadRequestError,
+  ForbiddenError,
+  RateLimitedError,
+  asClientError,
+  type ErrorCode,
+} from '../../errors.js';
 import type { Hub } from '../../hubs/hub.js';
 import type { Session } from '../../hubs/session-registry.js';
 import type { Logger } from '../../logger.js';
@@ -31,6 +38,7 @@ export class WebSocketRequests {
   constructor(
     private readonly hub: Hub,
     private readonly service: MiniPushService,
+    private readonly authenticator: Authenticator,
     logger: Logger,
     private readonly observer?: RequestObserver,
   ) {
@@ -39,6 +47,8 @@ export class WebSocketRequests {
 
   /** Handles one text frame of a session. */
   onMessage(session: Session, text: string): void {
+    // Nothing more is answered on an expired token, though the keep-alive tick is still to come.
+    if (this.hub.expireIfDue(session)) return;
     const parsed = parseClientMessage(text);
     if (!parsed.ok) {
       this.hub.send(session, {
@@ -95,6 +105,24 @@ export class WebSocketRequests {
     return error.code;
   }
 
+  /** Swaps in a new token of the same user, so the session outlives the old one's expiry. */
+  private async refresh(session: Session, token: unknown): Promise<object> {
+    if (typeof token !== 'string' || token === '') {
+      throw new BadRequestError('token', 'refresh needs token: a new user JWT for this uid');
+    }
+    const principal = await this.authenticator.authenticateToken(token, { remember: false });
+    if (principal.kind !== 'user') {
+      throw new ForbiddenError('refresh needs a user JWT, not an API key');
+    }
+    if (principal.uid !== session.uid) {
+      throw new ForbiddenError(
+        `the new token is for uid ${principal.uid}; this session is for uid ${session.uid}`,
+      );
+    }
+    session.principal = principal;
+    return { tokenExpiresAt: principal.expiresAt ?? null };
+  }
+
   private async handle(session: Session, request: ClientRequest): Promise<object> {
     const { service } = this;
     const f = request.fields;
@@ -123,6 +151,8 @@ export class WebSocketRequests {
         return service.markUnread(who, uid, { seqs: f.seqs }, { wait: f.wait !== false });
       case 'send':
         return service.sendMessage(who, { to: f.to, body: f.body });
+      case 'refresh':
+        return this.refresh(session, f.token);
       case 'ping':
         return {};
       default: {

@@ -85,7 +85,13 @@ export async function websocketRoutes(
     isAccepting: () => hub.isAccepting(),
     sessions: () => hub.counts().sessions,
   });
-  const requests = new WebSocketRequests(hub, options.service, options.logger, observer);
+  const requests = new WebSocketRequests(
+    hub,
+    options.service,
+    authenticator,
+    options.logger,
+    observer,
+  );
 
   const onSocketError = (error: Error & { code?: string }, socket: WebSocket) => {
     // Protocol faults (oversize or malformed frames) are the client's; ws already sent the

@@ -83,7 +83,7 @@ describe('REST answers in the catalogue shape for what never reaches a route', (
     const res = await fetch(`${url}/v1/users/1/stats`, { method: 'DELETE', headers: auth });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET, HEAD');
-    expect((await res.json()).error).toEqual({
+    expect(((await res.json()) as any).error).toEqual({
       code: 'MINIPUSH_METHOD_NOT_ALLOWED',
       message: 'DELETE is not allowed on /v1/users/1/stats; use GET, HEAD',
     });
@@ -93,9 +93,11 @@ describe('REST answers in the catalogue shape for what never reaches a route', (
 
   it('should list the accepted values of an enum parameter', async () => {
     const order = await fetch(`${url}/v1/users/1/events?from=1&to=2&order=up`, { headers: auth });
-    expect((await order.json()).error.message).toBe('querystring.order must be one of asc, desc');
+    expect(((await order.json()) as any).error.message).toBe(
+      'querystring.order must be one of asc, desc',
+    );
     const format = await fetch(`${url}/v1/users/1/read-states?format=xml`, { headers: auth });
-    expect((await format.json()).error.message).toBe(
+    expect(((await format.json()) as any).error.message).toBe(
       'querystring.format must be one of roaring, blocks, compact',
     );
   });
@@ -110,7 +112,7 @@ describe('REST answers in the catalogue shape for what never reaches a route', (
       body,
     });
     expect(res.status).toBe(415);
-    expect((await res.json()).error).toEqual({
+    expect(((await res.json()) as any).error).toEqual({
       code: 'MINIPUSH_UNSUPPORTED_MEDIA_TYPE',
       message: `send the body as application/json (not ${type})`,
     });
