@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as initial from './20261125-001-initial.js';
+import * as eventsPerPartition from './20261202-002-events-per-partition.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -7,7 +8,10 @@ interface Migration {
 }
 
 /** Every migration in order. Listed here, not globbed, so the compiled build needs no loader. */
-const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [['20261125-001-initial', initial]];
+const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
+  ['20261125-001-initial', initial],
+  ['20261202-002-events-per-partition', eventsPerPartition],
+];
 
 export const migrationSource: Knex.MigrationSource<readonly [string, Migration]> = {
   getMigrations: () => Promise.resolve([...MIGRATIONS]),

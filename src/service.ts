@@ -1,7 +1,17 @@
 import type { Knex } from 'knex';
 import { authorizeUid, requireService, type Principal } from './auth/authenticator.js';
-import type { CommandLimits, CommandRecord } from './commands/command-record.js';
-import { CommandWriter, formatPositions, type AroundAppend } from './commands/command-writer.js';
+import {
+  validateEventId,
+  type CommandLimits,
+  type CommandRecord,
+  type PublishCommand,
+} from './commands/command-record.js';
+import {
+  CommandWriter,
+  formatPositions,
+  parsePositions,
+  type AroundAppend,
+} from './commands/command-writer.js';
 import { decideMarkRead } from './commands/mark-read.js';
 import { decideMarkReadUpTo } from './commands/mark-read-up-to.js';
 import { decideMarkUnread } from './commands/mark-unread.js';
@@ -11,6 +21,7 @@ import { isUid, MAX_SEQ } from './domain/uid.js';
 import {
   BadRequestError,
   ForbiddenError,
+  IdempotencyConflictError,
   InvalidRangeError,
   InvalidSeqError,
   InvalidUidError,
@@ -23,7 +34,12 @@ import type { CommandLog, LogPosition } from './log/log.js';
 import { diff } from './queries/diff.js';
 import type { FeedPage } from './queries/feed-event.js';
 import { fetchRange } from './queries/fetch-range.js';
-import { getCommandResult, getEventSeqs } from './queries/get-publish-result.js';
+import {
+  getCommandResult,
+  getEventContent,
+  getEventSeqs,
+  getPublishConflicts,
+} from './queries/get-publish-result.js';
 import {
   getReadStates,
   type ReadStates,
@@ -54,6 +70,15 @@ export type PublishResult =
   { id: string; position: string } | { id: string; seqs: Record<string, number> };
 export type MarkResult = { position: string } | { changed: number };
 
+/** What became of a publish (see {@link MiniPushService.publishResult}). */
+export interface PublishState {
+  readonly id: string;
+  readonly position: string;
+  readonly state: 'pending' | 'applied' | 'conflict';
+  /** For a conflict: why, naming the id. */
+  readonly message?: string;
+}
+
 /** A read of the projected tables; an unreachable store is the caller's retryable error. */
 async function fromStore<T>(read: Promise<T>): Promise<T> {
   try {
@@ -65,6 +90,9 @@ async function fromStore<T>(read: Promise<T>): Promise<T> {
     throw err;
   }
 }
+
+/** How long a publish waits for the store to say whether its id holds other content. */
+const CONFLICT_CHECK_MS = 250;
 
 function checkUid(uid: unknown): number {
   if (!isUid(uid)) {
@@ -126,6 +154,9 @@ export class MiniPushService {
   ): Promise<PublishResult> {
     requireService(principal, 'publishing events');
     const command = decidePublish(input, this.deps.settings, this.now());
+    // A caller's id that already holds other content is refused before it enters the log;
+    // one that races its original there is caught by the projector (see publishResult).
+    if (input.id !== undefined && input.id !== null) await this.refuseConflict(command);
     return this.publishCommand(command, options);
   }
 
@@ -148,6 +179,32 @@ export class MiniPushService {
     return this.publishCommand(decidePublish(publish, this.deps.settings, now), {});
   }
 
+  /**
+   * Best effort: publishing needs only the write log, so a store that does not answer within
+   * {@link CONFLICT_CHECK_MS} skips the check (the projector still catches the conflict).
+   */
+  private async refuseConflict(command: PublishCommand): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const held = await Promise.race([
+      getEventContent(this.deps.db, command.id).catch((err: unknown) => {
+        if (isUnavailable(err)) return null;
+        throw err;
+      }),
+      new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), CONFLICT_CHECK_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (!held) return;
+    const body = JSON.stringify(command.body);
+    const sender = command.from ?? null;
+    if (held.body === body && held.sender === sender) return;
+    throw new IdempotencyConflictError(
+      `idempotency conflict: event id ${command.id} was published before with another ` +
+        `${held.body !== body ? 'body' : 'sender'}; the first content stays: ` +
+        'publish new content under a new id',
+    );
+  }
+
   private async publishCommand(
     command: ReturnType<typeof decidePublish>,
     options: { wait?: boolean },
@@ -155,9 +212,41 @@ export class MiniPushService {
     const positions = await this.append(command);
     if (!options.wait) return { id: command.id, position: formatPositions(positions) };
     await this.waitProjected(positions);
+    const conflicts = await fromStore(
+      getPublishConflicts(this.deps.db, this.deps.log.topic, positions),
+    );
+    if (conflicts.length > 0) throw new IdempotencyConflictError(conflicts[0]!);
     return {
       id: command.id,
       seqs: await fromStore(getEventSeqs(this.deps.db, command.id, command.to)),
+    };
+  }
+
+  /**
+   * What became of a publish answered without waiting: still `pending`, `applied`, or a
+   * `conflict` (its id was published before with other content), by the id and the position
+   * its answer gave.
+   */
+  async publishResult(principal: Principal, id: unknown, position: unknown): Promise<PublishState> {
+    requireService(principal, 'reading publish results');
+    const eventId = validateEventId(id, this.deps.settings);
+    const positions = typeof position === 'string' ? parsePositions(position) : null;
+    if (positions === null) {
+      throw new BadRequestError(
+        'position',
+        'position must be <partition>:<offset>[,<partition>:<offset>…] as the publish answered it',
+      );
+    }
+    const projected = await fromStore(this.deps.progress.isProjected(positions));
+    const conflicts = await fromStore(
+      getPublishConflicts(this.deps.db, this.deps.log.topic, positions, eventId),
+    );
+    const state = conflicts.length > 0 ? 'conflict' : projected ? 'applied' : 'pending';
+    return {
+      id: eventId,
+      position: formatPositions(positions),
+      state,
+      ...(conflicts.length > 0 ? { message: conflicts[0]! } : {}),
     };
   }
 

@@ -58,3 +58,14 @@ export class CommandWriter {
 export function formatPositions(positions: readonly LogPosition[]): string {
   return positions.map((p) => `${p.partition}:${p.offset}`).join(',');
 }
+
+/** The positions of {@link formatPositions}' text, or null when it is not that. */
+export function parsePositions(text: string): LogPosition[] | null {
+  const positions: LogPosition[] = [];
+  for (const part of text.split(',')) {
+    const match = /^(\d{1,9}):(\d{1,15})$/.exec(part.trim());
+    if (!match) return null;
+    positions.push({ partition: Number(match[1]), offset: Number(match[2]) });
+  }
+  return positions.length > 0 ? positions : null;
+}

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { decodeBitmap, encodeBitmap, unreadCount, type ReadBitmap } from '../domain/read-bitmap.js';
 import type { HeadChange } from '../domain/head-state.js';
-import type { LogRecord } from '../log/log.js';
+import type { DeadLetter, LogRecord } from '../log/log.js';
 import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
 
@@ -38,21 +38,11 @@ export interface EventRow {
   ts: number;
 }
 
-/**
- * Whether `a`'s content wins over `b`'s for one event id published twice with different content
- * (a retry stamped with a new createTime, or a reused id): the smaller (createTime, body bytes,
- * sender) wins. Partitions commit concurrently, so keeping whichever came first would depend on
- * timing and a rebuild could store other values; this order depends on the log alone. The SQL
- * upserts in {@link ProjectionBatch.write} apply the same order.
- */
-export function precedes(
-  a: Pick<EventRow, 'createTime' | 'body' | 'sender'>,
-  b: Pick<EventRow, 'createTime' | 'body' | 'sender'>,
-): boolean {
-  if (a.createTime !== b.createTime) return a.createTime < b.createTime;
-  const bodies = Buffer.compare(Buffer.from(a.body), Buffer.from(b.body));
-  if (bodies !== 0) return bodies < 0;
-  return (a.sender ?? -1) < (b.sender ?? -1);
+/** A publish of an id this partition already holds with other content (body or sender). */
+export interface PublishConflict {
+  readonly record: LogRecord;
+  readonly eventId: string;
+  readonly reason: string;
 }
 
 export interface CommandResult {
@@ -78,57 +68,72 @@ function toBuffer(value: unknown): Buffer | null {
   return null;
 }
 
-// The order of precedes(). MySQL assigns left to right and later expressions see the new
-// values, so sender goes first (its test needs the old body and createTime) and createTime last;
-// SQLite evaluates every expression on the old row.
-const MYSQL_EVENT_MERGE = (trx: Knex.Transaction) => ({
-  ts: trx.raw('GREATEST(ts, VALUES(ts))'),
-  sender: trx.raw(
-    'IF((VALUES(create_time), CAST(VALUES(body) AS BINARY), IFNULL(VALUES(sender) + 1, 0)) < ' +
-      '(create_time, CAST(body AS BINARY), IFNULL(sender + 1, 0)), VALUES(sender), sender)',
-  ),
-  body: trx.raw(
-    'IF((VALUES(create_time), CAST(VALUES(body) AS BINARY)) < ' +
-      '(create_time, CAST(body AS BINARY)), VALUES(body), body)',
-  ),
-  create_time: trx.raw('LEAST(create_time, VALUES(create_time))'),
-});
-
-const SQLITE_EVENT_MERGE = (trx: Knex.Transaction) => ({
-  ts: trx.raw('MAX(ts, excluded.ts)'),
-  sender: trx.raw(
-    'CASE WHEN (excluded.create_time, excluded.body, IFNULL(excluded.sender + 1, 0)) < ' +
-      '(create_time, body, IFNULL(sender + 1, 0)) THEN excluded.sender ELSE sender END',
-  ),
-  body: trx.raw(
-    'CASE WHEN (excluded.create_time, excluded.body) < (create_time, body) ' +
-      'THEN excluded.body ELSE body END',
-  ),
-  create_time: trx.raw('MIN(create_time, excluded.create_time)'),
-});
-
 /**
- * Everything one projector batch reads and writes. Loads the touched users and the dedupe keys
- * with a few set queries, lets the projections change state in memory, then writes all rows
- * with multi-row statements in the caller's transaction.
+ * Everything one projector batch of one partition reads and writes. Loads the touched users,
+ * this partition's copies of the touched events and, for the events it already holds, their
+ * deliveries, with a few set queries; lets the projections change state in memory; then writes
+ * all rows with multi-row statements in the caller's transaction.
  */
 export class ProjectionBatch {
   readonly users = new Map<number, UserState>();
   readonly deliveries: Delivery[] = [];
+  /** This partition's copy of each touched event: stored before, or new in this batch. */
   readonly events = new Map<string, EventRow>();
+  /** The events of {@link events} first written by this batch. */
+  private readonly newEvents = new Set<string>();
   readonly results: CommandResult[] = [];
+  readonly conflicts: PublishConflict[] = [];
   private readonly delivered = new Set<string>();
 
-  constructor(private readonly db: Knex) {}
+  constructor(
+    private readonly db: Knex,
+    /** The commands partition this batch projects; it owns these event copies and users. */
+    readonly partition: number,
+  ) {}
 
   static deliveryKey(eventId: string, uid: number): string {
     return `${eventId}\u0000${uid}`;
   }
 
-  /** Reads the users' rows and which of the (event, uid) pairs were delivered before. */
+  /**
+   * Reads the users' rows, this partition's copies of the events, and which (event, uid) pairs
+   * were delivered before. A delivery of an event on this partition implies its copy here, so
+   * deliveries are looked up only for the events found: for new ones (nearly every publish)
+   * there is nothing to look up.
+   */
   async load(uids: ReadonlySet<number>, eventIds: ReadonlySet<string>): Promise<void> {
     // Independent reads on two pooled connections: a batch waits for the slower, not the sum.
-    await Promise.all([this.loadUsers(uids), this.loadDelivered(uids, eventIds)]);
+    await Promise.all([this.loadUsers(uids), this.loadEvents(eventIds)]);
+    const held = [...eventIds].filter((id) => this.events.has(id));
+    if (held.length > 0) await this.loadDelivered(uids, held);
+  }
+
+  private async loadEvents(eventIds: ReadonlySet<string>): Promise<void> {
+    for (const part of chunks([...eventIds])) {
+      const rows = await typed<
+        Array<{
+          event_id: string;
+          body: string;
+          create_time: number | string;
+          sender: number | null;
+          ts: number | string;
+        }>
+      >(
+        this.db('events')
+          .where('log_partition', this.partition)
+          .whereIn('event_id', part)
+          .select('event_id', 'body', 'create_time', 'sender', 'ts'),
+      );
+      for (const row of rows) {
+        this.events.set(row.event_id, {
+          eventId: row.event_id,
+          body: row.body,
+          createTime: Number(row.create_time),
+          sender: row.sender,
+          ts: Number(row.ts),
+        });
+      }
+    }
   }
 
   private async loadUsers(uids: ReadonlySet<number>): Promise<void> {
@@ -167,9 +172,9 @@ export class ProjectionBatch {
 
   private async loadDelivered(
     uids: ReadonlySet<number>,
-    eventIds: ReadonlySet<string>,
+    eventIds: readonly string[],
   ): Promise<void> {
-    for (const part of chunks([...eventIds])) {
+    for (const part of chunks(eventIds)) {
       const rows = await typed<
         Array<{
           event_id: string;
@@ -218,26 +223,37 @@ export class ProjectionBatch {
     this.delivered.add(ProjectionBatch.deliveryKey(eventId, uid));
   }
 
+  /** This partition's copy of an event, if it holds one (stored, or new in this batch). */
+  event(eventId: string): EventRow | undefined {
+    return this.events.get(eventId);
+  }
+
+  /** The first content of an event on this partition; it is never changed afterwards. */
+  addEvent(event: EventRow): void {
+    this.events.set(event.eventId, event);
+    this.newEvents.add(event.eventId);
+  }
+
+  conflict(conflict: PublishConflict): void {
+    this.conflicts.push(conflict);
+  }
+
   /** Writes every change of the batch; call inside the offset-fenced transaction. */
   async write(trx: Knex.Transaction, topic: string): Promise<void> {
     const mysql = dialectOf(this.db) === 'mysql';
-    // Sorted so concurrent partitions upserting the same events lock rows in one order.
-    const events = [...this.events.values()].sort((a, b) =>
-      a.eventId < b.eventId ? -1 : a.eventId > b.eventId ? 1 : 0,
-    );
-    for (const part of chunks(events)) {
-      await trx('events')
-        .insert(
-          part.map((e) => ({
-            event_id: e.eventId,
-            body: e.body,
-            create_time: e.createTime,
-            sender: e.sender,
-            ts: e.ts,
-          })),
-        )
-        .onConflict('event_id')
-        .merge(mysql ? MYSQL_EVENT_MERGE(trx) : SQLITE_EVENT_MERGE(trx));
+    // Only this partition writes its copies, once: a plain insert, no lock on anyone's row.
+    const created = [...this.newEvents].map((id) => this.events.get(id)!);
+    for (const part of chunks(created)) {
+      await trx('events').insert(
+        part.map((e) => ({
+          event_id: e.eventId,
+          log_partition: this.partition,
+          body: e.body,
+          create_time: e.createTime,
+          sender: e.sender,
+          ts: e.ts,
+        })),
+      );
     }
     for (const part of chunks(this.deliveries)) {
       await trx('user_events').insert(
@@ -253,6 +269,7 @@ export class ProjectionBatch {
       .sort((a, b) => a.uid - b.uid);
     const merge = mysql
       ? {
+          log_partition: trx.raw('VALUES(log_partition)'),
           head_seq: trx.raw('VALUES(head_seq)'),
           last_ts: trx.raw('VALUES(last_ts)'),
           read_bitmap: trx.raw(
@@ -261,6 +278,7 @@ export class ProjectionBatch {
           read_version: trx.raw('VALUES(read_version)'),
         }
       : {
+          log_partition: trx.raw('excluded.log_partition'),
           head_seq: trx.raw('excluded.head_seq'),
           last_ts: trx.raw('excluded.last_ts'),
           read_bitmap: trx.raw(
@@ -277,6 +295,7 @@ export class ProjectionBatch {
             if (bitmap && s.floorSeq > 1) bitmap.removeRange(0, s.floorSeq);
             return {
               uid: s.uid,
+              log_partition: this.partition,
               head_seq: s.headSeq,
               floor_seq: s.floorSeq,
               last_ts: s.lastTs,
@@ -310,6 +329,26 @@ export class ProjectionBatch {
         .onConflict(['topic', 'log_partition', 'log_offset'])
         .ignore();
     }
+    for (const part of chunks(this.conflicts)) {
+      await trx('publish_conflicts')
+        .insert(
+          part.map((c) => ({
+            topic,
+            log_partition: c.record.partition,
+            log_offset: c.record.offset,
+            event_id: c.eventId,
+            reason: c.reason,
+            created_at: c.record.timestamp,
+          })),
+        )
+        .onConflict(['topic', 'log_partition', 'log_offset'])
+        .ignore();
+    }
+  }
+
+  /** The conflicts as dead letters for the producer, who learns nothing else of them. */
+  conflictLetters(): DeadLetter[] {
+    return this.conflicts.map(({ record, reason }) => ({ record, reason, field: 'id' }));
   }
 
   /** One notification per user whose head or read state changed. */

@@ -59,6 +59,14 @@ export class ProjectionProgress {
     }
   }
 
+  /** Whether every position is projected, as the store says now. */
+  async isProjected(positions: readonly LogPosition[]): Promise<boolean> {
+    if (positions.every((p) => this.isApplied(p))) return true;
+    for (const [partition, next] of await appliedOffsets(this.db, this.topic))
+      this.noteApplied(partition, next);
+    return positions.every((p) => this.isApplied(p));
+  }
+
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

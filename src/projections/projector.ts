@@ -300,7 +300,7 @@ export class Projector {
       async () => {
         // Keeps the group membership while a store outage makes attempts fail early.
         await control.heartbeat().catch(() => undefined);
-        const projection = new ProjectionBatch(this.options.db);
+        const projection = new ProjectionBatch(this.options.db, partition);
         const uids = new Set<number>();
         const eventIds = new Set<string>();
         for (const item of local) {
@@ -323,6 +323,13 @@ export class Projector {
             const prev = forwardMarks.get(item.origin.partition) ?? -1;
             forwardMarks.set(item.origin.partition, Math.max(prev, item.origin.offset));
           }
+        }
+        // Before the commit, like the batch's other dead letters: a crash in between sends them
+        // again (at least once), never not at all.
+        const conflicts = projection.conflictLetters();
+        if (conflicts.length > 0) {
+          this.options.hooks?.onDeadLetters?.(conflicts);
+          await this.options.log.deadLetter(conflicts);
         }
         await control.heartbeat();
         await this.options.db.transaction(async (trx) => {

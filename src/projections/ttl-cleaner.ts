@@ -4,6 +4,14 @@ import { withRetry } from '../retry.js';
 import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
 
+/** Rows one pass deleted, by what they were. */
+export interface CleanerPass {
+  readonly deliveries: number;
+  readonly events: number;
+  readonly results: number;
+  readonly conflicts: number;
+}
+
 export interface TtlCleanerOptions {
   readonly db: Knex;
   readonly ttlMs: number;
@@ -12,7 +20,7 @@ export interface TtlCleanerOptions {
   readonly logger: Logger;
   readonly now?: () => number;
   /** Seen after each pass: rows deleted per table. */
-  readonly onPass?: (deleted: { deliveries: number; events: number; results: number }) => void;
+  readonly onPass?: (deleted: CleanerPass) => void;
 }
 
 /**
@@ -62,12 +70,21 @@ export class TtlCleaner {
   }
 
   /** One full pass; returns rows deleted. */
-  async runOnce(): Promise<{ deliveries: number; events: number; results: number }> {
+  async runOnce(): Promise<CleanerPass> {
     const cutoff = this.now() - this.options.ttlMs;
+    // A pass deletes what had expired when it began: deliveries written meanwhile are the next
+    // pass's, so a pass ends however fast the projector writes.
+    const [newest] = await typed<Array<{ ts: number | string | null }>>(
+      this.options.db('user_events').max({ ts: 'ts' }),
+    );
+    const bound =
+      newest?.ts === null || newest?.ts === undefined
+        ? cutoff
+        : Math.min(cutoff, Number(newest.ts) + 1);
     let deliveries = 0;
     while (!this.stopped) {
       // A deadlock with a projector batch costs this batch a retry, not the whole pass.
-      const deleted = await withRetry(() => this.deleteDeliveries(cutoff), {
+      const deleted = await withRetry(() => this.deleteDeliveries(bound), {
         maxAttempts: 4,
         shouldContinue: () => !this.stopped,
         onRetry: (err, attempt, delay) =>
@@ -86,7 +103,12 @@ export class TtlCleaner {
       .db('command_results')
       .where('created_at', '<', this.now() - RESULT_RETENTION_MS)
       .delete();
-    const totals = { deliveries, events, results };
+    // Conflicts are told for as long as the events they are about are kept.
+    const conflicts = await this.options
+      .db('publish_conflicts')
+      .where('created_at', '<', cutoff)
+      .delete();
+    const totals = { deliveries, events, results, conflicts };
     if (deliveries + events > 0) this.log.info(totals, 'expired events deleted');
     this.options.onPass?.(totals);
     return totals;
@@ -94,33 +116,40 @@ export class TtlCleaner {
 
   private async deleteDeliveries(cutoff: number): Promise<number> {
     const { db, batchSize } = this.options;
+    const mysql = dialectOf(db) === 'mysql';
     return db.transaction(async (trx) => {
-      const rows = await typed<Array<{ uid: number; seq: number }>>(
-        trx('user_events')
-          .select('uid', 'seq')
-          .where('ts', '<', cutoff)
-          .orderBy([{ column: 'ts' }, { column: 'uid' }, { column: 'seq' }])
-          .limit(batchSize),
-      );
+      const oldest = trx('user_events')
+        .select('uid', 'seq')
+        .where('ts', '<', cutoff)
+        .orderBy([{ column: 'ts' }, { column: 'uid' }, { column: 'seq' }])
+        .limit(batchSize);
+      // Locked as read, so the delete below takes exactly these rows. The scan runs along the
+      // (ts, uid, seq) index: new deliveries are written at its far end, never into the range.
+      if (mysql) void oldest.forUpdate();
+      const rows = await typed<Array<{ uid: number; seq: number }>>(oldest);
       if (rows.length === 0) return 0;
+      // The same rows in one statement: one per row made the cleaner slower than ingest.
+      await trx.raw('DELETE FROM user_events WHERE ts < ? ORDER BY ts, uid, seq LIMIT ?', [
+        cutoff,
+        rows.length,
+      ]);
       const floors = new Map<number, number>();
       for (const row of rows) floors.set(row.uid, Math.max(floors.get(row.uid) ?? 0, row.seq + 1));
-      // One full-key equality per row: InnoDB then locks exactly these rows. A `(uid, seq) IN`
-      // list was scanned per uid with next-key locks, over rows deleted but not yet purged and
-      // into the gap after each feed's last row, where the projector inserts new deliveries.
-      for (const row of rows) {
-        await trx('user_events').where({ uid: row.uid, seq: row.seq }).delete();
-      }
-      const mysql = dialectOf(db) === 'mysql';
-      // Ascending uids, the order the projector locks user_states rows in: any other order
-      // deadlocks with a projector batch touching two of these users.
-      for (const [uid, floor] of [...floors].sort(([a], [b]) => a - b)) {
-        await trx('user_states')
-          .where({ uid })
-          .update({
-            floor_seq: trx.raw(mysql ? 'GREATEST(floor_seq, ?)' : 'MAX(floor_seq, ?)', [floor]),
-          });
-      }
+      // One statement for every floor; its primary-key IN list locks rows in ascending uid
+      // order, the order the projector locks user_states rows in, so the two cannot deadlock.
+      const sorted = [...floors].sort(([a], [b]) => a - b);
+      const cases = sorted.map(() => 'WHEN ? THEN ?').join(' ');
+      await trx('user_states')
+        .whereIn(
+          'uid',
+          sorted.map(([uid]) => uid),
+        )
+        .update({
+          floor_seq: trx.raw(
+            `${mysql ? 'GREATEST' : 'MAX'}(floor_seq, CASE uid ${cases} END)`,
+            sorted.flat(),
+          ),
+        });
       return rows.length;
     });
   }
@@ -132,22 +161,36 @@ export class TtlCleaner {
    */
   private async deleteEvents(cutoff: number): Promise<number> {
     const { db, batchSize } = this.options;
-    const unreferenced = (query: Knex.QueryBuilder) =>
+    const unreferenced = (k: Knex, query: Knex.QueryBuilder) =>
       query.whereNotExists(
-        db('user_events').select(db.raw('1')).whereRaw('user_events.event_id = events.event_id'),
+        k('user_events').select(k.raw('1')).whereRaw('user_events.event_id = events.event_id'),
       );
-    const ids = await typed<Array<{ event_id: string }>>(
-      unreferenced(db('events').select('event_id').where('ts', '<', cutoff)).limit(batchSize),
+    const copies = await typed<Array<{ log_partition: number; event_id: string }>>(
+      unreferenced(
+        db,
+        db('events').select('log_partition', 'event_id').where('ts', '<', cutoff),
+      ).limit(batchSize),
     );
-    if (ids.length === 0) return 0;
-    // Checked again while deleting: the delete locks each row, then sees committed deliveries.
-    return unreferenced(
-      db('events')
-        .whereIn(
-          'event_id',
-          ids.map((row) => row.event_id),
-        )
-        .where('ts', '<', cutoff),
-    ).delete();
+    if (copies.length === 0) return 0;
+    // By primary key, one partition per statement (a bare id list let MariaDB scan the ts index
+    // instead), and checked again while deleting: the delete locks each row, then sees committed
+    // deliveries.
+    const byPartition = new Map<number, string[]>();
+    for (const { log_partition: partition, event_id: id } of copies) {
+      const ids = byPartition.get(partition);
+      if (ids) ids.push(id);
+      else byPartition.set(partition, [id]);
+    }
+    let deleted = 0;
+    for (const [partition, ids] of [...byPartition].sort(([a], [b]) => a - b)) {
+      deleted += await unreferenced(
+        db,
+        db('events')
+          .where('log_partition', partition)
+          .whereIn('event_id', ids)
+          .where('ts', '<', cutoff),
+      ).delete();
+    }
+    return deleted;
   }
 }

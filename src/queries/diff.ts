@@ -24,7 +24,9 @@ export async function diff(db: Knex, query: DiffQuery): Promise<FeedPage> {
   }
   const rows = await typed<FeedRow[]>(
     db('user_events as ue')
-      .join('events as e', 'e.event_id', 'ue.event_id')
+      .join('events as e', (on) =>
+        on.on('e.event_id', 'ue.event_id').andOnVal('e.log_partition', state.partition),
+      )
       .where('ue.uid', query.uid)
       .andWhere('ue.seq', '>', start)
       .orderBy('ue.seq', 'asc')

@@ -25,7 +25,9 @@ export async function fetchRange(db: Knex, query: FetchRangeQuery): Promise<Feed
   }
   const rows = await typed<FeedRow[]>(
     db('user_events as ue')
-      .join('events as e', 'e.event_id', 'ue.event_id')
+      .join('events as e', (on) =>
+        on.on('e.event_id', 'ue.event_id').andOnVal('e.log_partition', state.partition),
+      )
       .where('ue.uid', query.uid)
       .andWhereBetween('ue.seq', [lo, hi])
       .orderBy('ue.seq', query.order)

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { LogPosition } from '../log/log.js';
 import { typed } from '../store/database.js';
 
 /** The seq each recipient got for an event id (the first delivery's, for re-sent ids). */
@@ -33,4 +34,35 @@ export async function getCommandResult(
       .first('changed'),
   );
   return row ? row.changed : null;
+}
+
+/** Why the publishes at these log positions conflicted with earlier content, if any did. */
+export async function getPublishConflicts(
+  db: Knex,
+  topic: string,
+  positions: readonly LogPosition[],
+  eventId?: string,
+): Promise<string[]> {
+  if (positions.length === 0) return [];
+  const rows = await typed<Array<{ reason: string }>>(
+    db('publish_conflicts')
+      .where({ topic, ...(eventId === undefined ? {} : { event_id: eventId }) })
+      .andWhere((q) => {
+        for (const p of positions)
+          void q.orWhere({ log_partition: p.partition, log_offset: p.offset });
+      })
+      .select('reason'),
+  );
+  return rows.map((row) => row.reason);
+}
+
+/** The content an event id was first published with, on any partition; null when none holds it. */
+export async function getEventContent(
+  db: Knex,
+  eventId: string,
+): Promise<{ body: string; sender: number | null } | null> {
+  const row = await typed<{ body: string; sender: number | null } | undefined>(
+    db('events').where({ event_id: eventId }).first('body', 'sender'),
+  );
+  return row ?? null;
 }

@@ -3,6 +3,8 @@ import { decodeBitmap, type ReadBitmap } from '../domain/read-bitmap.js';
 import { typed } from '../store/database.js';
 
 export interface StoredUserState {
+  /** The commands partition that owns the user: its deliveries read that partition's events. */
+  readonly partition: number;
   readonly headSeq: number;
   readonly floorSeq: number;
   readonly readVersion: number;
@@ -13,15 +15,25 @@ export interface StoredUserState {
 export async function readUserState(db: Knex, uid: number): Promise<StoredUserState> {
   const row = await typed<
     | {
+        log_partition: number | null;
         head_seq: number;
         floor_seq: number;
         read_version: number | string;
         read_bitmap: Buffer | null;
       }
     | undefined
-  >(db('user_states').where({ uid }).first('head_seq', 'floor_seq', 'read_version', 'read_bitmap'));
-  if (!row) return { headSeq: 0, floorSeq: 1, readVersion: 0, bitmap: decodeBitmap(null) };
+  >(
+    db('user_states')
+      .where({ uid })
+      .first('log_partition', 'head_seq', 'floor_seq', 'read_version', 'read_bitmap'),
+  );
+  if (!row)
+    return { partition: -1, headSeq: 0, floorSeq: 1, readVersion: 0, bitmap: decodeBitmap(null) };
+  if (row.log_partition === null) {
+    throw new Error(`user_states.log_partition of uid ${uid} is not set: run minipush migrate`);
+  }
   return {
+    partition: row.log_partition,
     headSeq: row.head_seq,
     floorSeq: row.floor_seq,
     readVersion: Number(row.read_version),

@@ -199,11 +199,13 @@ export class Metrics {
     deliveries: number;
     events: number;
     results: number;
+    conflicts: number;
   }): void => {
     this.cleanerPasses.inc();
     this.cleanerDeleted.inc({ table: 'user_events' }, deleted.deliveries);
     this.cleanerDeleted.inc({ table: 'events' }, deleted.events);
     this.cleanerDeleted.inc({ table: 'command_results' }, deleted.results);
+    this.cleanerDeleted.inc({ table: 'publish_conflicts' }, deleted.conflicts);
   };
 
   /** For the projector's onBatch hook. */

@@ -28,8 +28,17 @@ describe('Authenticator', () => {
     const auth = authenticator();
     const exp = Math.floor(Date.now() / 1000) + 2;
     const user = await token(7, exp);
-    expect(await auth.authenticateToken(user)).toEqual({ kind: 'user', uid: 7 });
-    expect(await auth.authenticateToken(user)).toEqual({ kind: 'user', uid: 7 });
+    // The second answer is the remembered one; both say when the token expires.
+    expect(await auth.authenticateToken(user)).toEqual({
+      kind: 'user',
+      uid: 7,
+      expiresAt: exp * 1000,
+    });
+    expect(await auth.authenticateToken(user)).toEqual({
+      kind: 'user',
+      uid: 7,
+      expiresAt: exp * 1000,
+    });
     await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 50));
     await expect(auth.authenticateToken(user)).rejects.toMatchObject({
       code: 'MINIPUSH_TOKEN_EXPIRED',

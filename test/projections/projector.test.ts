@@ -38,8 +38,11 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
     await cleanup?.();
   });
 
-  it('should give each recipient gap-free seqs in log order and store the body once', async () => {
-    const [a, b] = [freshUid(), freshUid()];
+  it('should give each recipient gap-free seqs in log order and store the body once per partition', async () => {
+    const partitions = await runtime.backend.log.partitionCount();
+    const a = freshUid();
+    let b = freshUid();
+    while (partitionOfUid(b, partitions) === partitionOfUid(a, partitions)) b = freshUid();
     await send(runtime, {
       v: 1,
       type: 'publish',
@@ -60,55 +63,97 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
       { seq: 1, event_id: `e1-${a}` },
       { seq: 2, event_id: `e3-${a}` },
     ]);
-    const events = await typed<
-      Array<{
-        body: string;
-        create_time: number;
-      }>
-    >(db('events').where('event_id', `e1-${a}`).select('body', 'create_time'));
-    expect(events).toHaveLength(1);
-    expect(JSON.parse(events[0]!.body)).toEqual({ n: 1 });
-    expect(Number(events[0]!.create_time)).toBe(111);
+    // One copy for each partition holding recipients: neither waits on the other's row.
+    const events = await typed<Array<{ log_partition: number; body: string; create_time: number }>>(
+      db('events')
+        .where('event_id', `e1-${a}`)
+        .orderBy('log_partition')
+        .select('log_partition', 'body', 'create_time'),
+    );
+    expect(events.map((e) => e.log_partition)).toEqual(
+      [partitionOfUid(a, partitions), partitionOfUid(b, partitions)].sort((x, y) => x - y),
+    );
+    for (const event of events) {
+      expect(JSON.parse(event.body)).toEqual({ n: 1 });
+      expect(Number(event.create_time)).toBe(111);
+    }
     expect(await getStats(db, a)).toMatchObject({ headSeq: 3, floorSeq: 1, unreadCount: 3 });
   });
 
-  it('should deliver a re-sent event id once per recipient, adding only new recipients', async () => {
-    const [a, b] = [freshUid(), freshUid()];
+  it('should deliver a re-sent id once per recipient with the first content, and report other content', async () => {
+    const partitions = await runtime.backend.log.partitionCount();
+    const a = freshUid();
+    let b = freshUid();
+    while (partitionOfUid(b, partitions) !== partitionOfUid(a, partitions)) b = freshUid();
     const id = `dup-${a}`;
-    await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'first' });
-    await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'again' });
-    await send(runtime, { v: 1, type: 'publish', id, to: [a, b], body: 'again' });
+    const positions = [
+      await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'first' }),
+      await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'first', createTime: 9 }),
+      await send(runtime, { v: 1, type: 'publish', id, to: [a], body: 'again' }),
+      await send(runtime, { v: 1, type: 'publish', id, to: [a, b], body: 'again' }),
+    ].map((p) => p[0]!);
     const { db } = runtime.backend;
     expect(await feedOf(db, a)).toEqual([{ seq: 1, event_id: id }]);
+    // A new recipient on the partition gets the content it holds: the first.
     expect(await feedOf(db, b)).toEqual([{ seq: 1, event_id: id }]);
-    const body = await typed<{ body: string }>(db('events').where('event_id', id).first('body'));
-    expect(JSON.parse(body.body)).toBe('first');
+    const copies = await typed<Array<{ body: string }>>(
+      db('events').where('event_id', id).select('body'),
+    );
+    expect(copies.map((c) => JSON.parse(c.body) as unknown)).toEqual(['first']);
+    // A retry (same body; its createTime does not count) is not a conflict; other content is.
+    const conflicts = await typed<Array<{ log_offset: number | string; reason: string }>>(
+      db('publish_conflicts')
+        .where({ event_id: id })
+        .orderBy('log_offset')
+        .select('log_offset', 'reason'),
+    );
+    expect(conflicts.map((c) => Number(c.log_offset))).toEqual([
+      positions[2]!.offset,
+      positions[3]!.offset,
+    ]);
+    expect(conflicts[0]!.reason).toBe(
+      `idempotency conflict: event id ${id} was published before with another body; the first content stays`,
+    );
+    expect(conflicts[1]!.reason).toMatch(/the first content stays and went to the 1 new recipient/);
+    // And the producer, who has no answer to read, finds them in the dead-letter topic.
+    const letters = await readDeadLetters(runtime.backend, (letter) => letter.key === id, 2);
+    expect(letters.map((l) => l.headers['minipush-dlq-reason'])).toEqual(
+      conflicts.map((c) => c.reason),
+    );
+    expect(letters.map((l) => l.headers['minipush-dlq-field'])).toEqual(['id', 'id']);
   });
 
-  it('should keep the earliest content of an id published twice, whichever partition applies first', async () => {
+  it("should keep each partition's first content of an id, whatever order other partitions saw", async () => {
     const partitions = await runtime.backend.log.partitionCount();
     const a = freshUid();
     let b = freshUid();
     while (partitionOfUid(b, partitions) === partitionOfUid(a, partitions)) b = freshUid();
     const early = { body: { v: 'early' }, createTime: 100, from: 5 };
     const late = { body: { v: 'late' }, createTime: 200, from: 3 };
-    // One id reaches a's partition first, the other b's: the stored content must not care.
-    await send(runtime, { v: 1, type: 'publish', id: `late-first-${a}`, to: [a], ...late });
-    await send(runtime, { v: 1, type: 'publish', id: `late-first-${a}`, to: [b], ...early });
-    await send(runtime, { v: 1, type: 'publish', id: `early-first-${a}`, to: [b], ...early });
-    await send(runtime, { v: 1, type: 'publish', id: `early-first-${a}`, to: [a], ...late });
-    const rows = await typed<Array<{ body: string; create_time: number; sender: number }>>(
+    // One id reaches a's partition first with one content and b's with the other.
+    await send(runtime, { v: 1, type: 'publish', id: `split-${a}`, to: [a], ...late });
+    await send(runtime, { v: 1, type: 'publish', id: `split-${a}`, to: [b], ...early });
+    await send(runtime, { v: 1, type: 'publish', id: `split-${a}`, to: [b], ...late });
+    const rows = await typed<
+      Array<{ log_partition: number; body: string; create_time: number; sender: number }>
+    >(
       runtime.backend
         .db('events')
-        .whereIn('event_id', [`late-first-${a}`, `early-first-${a}`])
-        .select('body', 'create_time', 'sender'),
+        .where('event_id', `split-${a}`)
+        .select('log_partition', 'body', 'create_time', 'sender'),
     );
-    expect(
-      rows.map((r) => [JSON.parse(r.body) as unknown, Number(r.create_time), r.sender]),
-    ).toEqual([
-      [{ v: 'early' }, 100, 5],
-      [{ v: 'early' }, 100, 5],
-    ]);
+    const byPartition = new Map(
+      rows.map((r) => [
+        r.log_partition,
+        [JSON.parse(r.body) as unknown, Number(r.create_time), r.sender],
+      ]),
+    );
+    expect(byPartition).toEqual(
+      new Map([
+        [partitionOfUid(a, partitions), [{ v: 'late' }, 200, 3]],
+        [partitionOfUid(b, partitions), [{ v: 'early' }, 100, 5]],
+      ]),
+    );
   });
 
   it('should store no read bitmap for a user with nothing read, however records were batched', async () => {

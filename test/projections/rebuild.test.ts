@@ -38,11 +38,15 @@ async function dump(db: Knex): Promise<Record<string, Row[]>> {
     });
   };
   return {
-    events: await read('events', ['event_id', 'body', 'create_time', 'sender', 'ts'], ['event_id']),
+    events: await read(
+      'events',
+      ['log_partition', 'event_id', 'body', 'create_time', 'sender', 'ts'],
+      ['log_partition', 'event_id'],
+    ),
     user_events: await read('user_events', ['uid', 'seq', 'event_id', 'ts'], ['uid', 'seq']),
     user_states: await read(
       'user_states',
-      ['uid', 'head_seq', 'floor_seq', 'last_ts', 'read_bitmap', 'read_version'],
+      ['uid', 'log_partition', 'head_seq', 'floor_seq', 'last_ts', 'read_bitmap', 'read_version'],
       ['uid'],
     ),
     command_results: await read(
@@ -61,6 +65,11 @@ async function dump(db: Knex): Promise<Record<string, Row[]>> {
       'projector_forwards',
       ['topic', 'log_partition', 'source_partition', 'source_offset'],
       ['topic', 'log_partition', 'source_partition'],
+    ),
+    publish_conflicts: await read(
+      'publish_conflicts',
+      ['topic', 'log_partition', 'log_offset', 'event_id', 'reason', 'created_at'],
+      ['topic', 'log_partition', 'log_offset'],
     ),
     minipush_meta: await read('minipush_meta', ['name', 'value'], ['name']),
   };

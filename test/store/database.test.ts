@@ -6,6 +6,8 @@ import {
   openDatabase,
   type Database,
 } from '../../src/store/database.js';
+import { migrationSource } from '../../migrations/index.js';
+import { partitionOfUid } from '../../src/domain/partitioner.js';
 import { createTestDatabase, tempDir } from '../helpers/services.js';
 import { typed } from '../../src/store/database.js';
 
@@ -15,9 +17,11 @@ const TABLES = [
   'minipush_meta',
   'projector_forwards',
   'projector_offsets',
+  'publish_conflicts',
   'user_events',
   'user_states',
 ];
+const MIGRATIONS = ['20261125-001-initial', '20261202-002-events-per-partition'];
 
 async function tableNames(db: Database): Promise<string[]> {
   if ((db.client as { config: { client: unknown } }).config.client === 'mysql2') {
@@ -60,20 +64,67 @@ describe.each(['mariadb', 'sqlite'] as const)('migrations on %s', (kind) => {
   });
 
   it('should create every table on the way up and drop them on the way down', async () => {
-    expect(await migrateLatest(db)).toEqual(['20261125-001-initial']);
+    expect(await migrateLatest(db)).toEqual(MIGRATIONS);
     expect(await tableNames(db)).toEqual(TABLES);
     expect(await migrateLatest(db)).toEqual([]);
-    expect(await migrateDown(db)).toEqual(['20261125-001-initial']);
+    expect(await migrateDown(db)).toEqual([...MIGRATIONS].reverse());
     expect(await tableNames(db)).toEqual([]);
-    expect(await migrateLatest(db)).toEqual(['20261125-001-initial']);
+    expect(await migrateLatest(db)).toEqual(MIGRATIONS);
   });
 
   it('should treat event ids as case-sensitive', async () => {
     await db('events').insert([
-      { event_id: 'Order-1', body: '{}', create_time: 1, ts: 1 },
-      { event_id: 'order-1', body: '{}', create_time: 1, ts: 1 },
+      { event_id: 'Order-1', log_partition: 0, body: '{}', create_time: 1, ts: 1 },
+      { event_id: 'order-1', log_partition: 0, body: '{}', create_time: 1, ts: 1 },
     ]);
     const rows = await typed<Array<{ event_id: string }>>(db('events').select('event_id'));
     expect(rows.map((r) => r.event_id).sort()).toEqual(['Order-1', 'order-1']);
+  });
+
+  it('should give every partition holding deliveries of an event its own copy, and take them back', async () => {
+    await migrateDown(db);
+    // A read model of the first layout: one row per event id, users on several partitions.
+    await db.migrate.up({ migrationSource });
+    const partitions = 4;
+    const uids = [11, 12, 13, 14, 15, 16];
+    const owner = (uid: number) => partitionOfUid(uid, partitions);
+    await db('minipush_meta').insert({ name: 'partitions:mp.commands', value: String(partitions) });
+    await db('events').insert([
+      { event_id: 'shared', body: '{"n":1}', create_time: 5, sender: null, ts: 10 },
+      { event_id: 'alone', body: '{"n":2}', create_time: 6, sender: 7, ts: 11 },
+      { event_id: 'orphan', body: '{"n":3}', create_time: 7, sender: null, ts: 12 },
+    ]);
+    await db('user_states').insert(uids.map((uid) => ({ uid, head_seq: uid === 11 ? 2 : 1 })));
+    await db('user_events').insert([
+      ...uids.map((uid) => ({ uid, seq: 1, event_id: 'shared', ts: 10 })),
+      { uid: 11, seq: 2, event_id: 'alone', ts: 11 },
+    ]);
+
+    expect(await migrateLatest(db)).toEqual(['20261202-002-events-per-partition']);
+    const states = await typed<Array<{ uid: number; log_partition: number }>>(
+      db('user_states').orderBy('uid').select('uid', 'log_partition'),
+    );
+    expect(states).toEqual(uids.map((uid) => ({ uid, log_partition: owner(uid) })));
+    const copies = await typed<Array<{ event_id: string; log_partition: number; body: string }>>(
+      db('events')
+        .orderBy(['event_id', 'log_partition'])
+        .select('event_id', 'log_partition', 'body'),
+    );
+    const sharedOn = [...new Set(uids.map(owner))].sort();
+    expect(sharedOn.length).toBeGreaterThan(1);
+    expect(copies).toEqual([
+      { event_id: 'alone', log_partition: owner(11), body: '{"n":2}' },
+      ...sharedOn.map((p) => ({ event_id: 'shared', log_partition: p, body: '{"n":1}' })),
+    ]);
+
+    expect(await db.migrate.down({ migrationSource })).toBeDefined();
+    const back = await typed<Array<{ event_id: string; body: string; sender: number | null }>>(
+      db('events').orderBy('event_id').select('event_id', 'body', 'sender'),
+    );
+    expect(back).toEqual([
+      { event_id: 'alone', body: '{"n":2}', sender: 7 },
+      { event_id: 'shared', body: '{"n":1}', sender: null },
+    ]);
+    await migrateLatest(db);
   });
 });

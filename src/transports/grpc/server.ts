@@ -47,6 +47,10 @@ interface ReadStatesRequest {
   upTo?: number;
   format: 'READ_STATES_FORMAT_ROARING' | 'READ_STATES_FORMAT_BLOCKS' | 'READ_STATES_FORMAT_COMPACT';
 }
+interface PublishResultRequest {
+  id: string;
+  position: string;
+}
 interface PublishRequest {
   id: string;
   to: number[];
@@ -173,6 +177,15 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
               }))
             : [],
         compact: 'compact' in states ? Buffer.from(states.compact, 'base64') : Buffer.alloc(0),
+      };
+    }),
+    GetPublishResult: unary<PublishResultRequest, unknown>(async (principal, req) => {
+      const result = await service.publishResult(principal, req.id, req.position);
+      return {
+        id: result.id,
+        position: result.position,
+        state: `PUBLISH_STATE_${result.state.toUpperCase()}`,
+        message: result.message ?? '',
       };
     }),
   });

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { MiniPushService } from '../../../service.js';
-import { Uid, answersWith, errorResponses } from '../schemas.js';
+import { StringEnum, Uid, answersWith, errorResponses } from '../schemas.js';
 
 export interface EventsRoutesOptions {
   readonly service: MiniPushService;
@@ -55,7 +55,7 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRoutesOptions> = asyn
         response: {
           200: Type.Object({ id: Type.String(), seqs: Type.Record(Type.String(), Type.Integer()) }),
           202: Type.Object({ id: Type.String(), position: Type.String() }),
-          ...errorResponses(400, 401, 403, 413, 503, 504),
+          ...errorResponses(400, 401, 403, 409, 413, 503, 504),
         },
       },
     },
@@ -65,5 +65,47 @@ export const eventsRoutes: FastifyPluginAsyncTypebox<EventsRoutesOptions> = asyn
       });
       return reply.code('seqs' in result ? 200 : 202).send(result);
     },
+  );
+
+  app.get(
+    '/v1/events/:id/result',
+    {
+      schema: {
+        summary: 'What became of a publish answered without waiting',
+        description:
+          'By the id and the position the 202 answer gave: pending (not projected yet), applied, or conflict — the id was published before with another body or sender, whose content stays (message says so).',
+        tags: ['commands'],
+        params: Type.Object({
+          id: Type.String({
+            minLength: 1,
+            maxLength: 128,
+            pattern: '^[\\x21-\\x7e]+$',
+            ...answersWith('MINIPUSH_INVALID_EVENT'),
+          }),
+        }),
+        querystring: Type.Object(
+          {
+            position: Type.String({
+              minLength: 3,
+              // Room for ~50 partitions' positions, and far below the 16 KiB of a request head.
+              maxLength: 1024,
+              description: 'The position of the publish answer, <partition>:<offset>,…',
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Object({
+            id: Type.String(),
+            position: Type.String(),
+            state: StringEnum(['pending', 'applied', 'conflict']),
+            message: Type.Optional(Type.String()),
+          }),
+          ...errorResponses(400, 401, 403, 503),
+        },
+      },
+    },
+    async (request) =>
+      service.publishResult(request.principal, request.params.id, request.query.position),
   );
 };
