@@ -9,7 +9,8 @@
 #   scripts/services.sh env      print the MINIPUSH_* variables that point at them
 #
 # `up` also builds grpcurl into .cache/bin (go install) for the gRPC reflection tests, and installs
-# Debian's chromium (/usr/bin/chromium) for the demo page's browser test. Jaeger is built once
+# Debian's chromium (/usr/bin/chromium) for the demo page's browser test and nginx and openssl for
+# the reverse-proxy test. Jaeger is built once
 # from the project's Go module scripts/jaeger (a `tool` directive) into .cache/bin/jaeger.
 #
 # Already running services you own are reused: set MINIPUSH_TEST_KAFKA_BROKERS and/or
@@ -190,8 +191,10 @@ mariadb_up() {
   fi
   port_open "$MARIADB_PORT" && die "port $MARIADB_PORT is taken by another process; set MINIPUSH_TEST_MARIADB_PORT"
   mariadb_install
-  local run_as=mysql
-  id mysql >/dev/null 2>&1 || run_as=$(id -un)
+  # As whoever runs this script: a checkout in a folder other users cannot enter (a root home,
+  # mode 0700) is then no obstacle, as it is for the mysql user.
+  local run_as
+  run_as=$(id -un)
   mkdir -p "$MARIADB_DIR/data" "$MARIADB_DIR/run"
   chown -R "$run_as" "$MARIADB_DIR"
   if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
@@ -346,18 +349,30 @@ tools_up() {
     die "go install grpcurl failed"
 }
 
-# Debian's chromium, which playwright-core drives in the demo page's browser test; the tests never
-# download a browser of their own.
+# Debian's chromium, which playwright-core drives in the demo page's browser test (the tests never
+# download a browser of their own), and nginx and openssl for the reverse-proxy test (a TLS proxy
+# in front of MiniPush, with a throwaway certificate).
 CHROMIUM=/usr/bin/chromium
-browser_up() {
-  [ -x "$CHROMIUM" ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "chromium is not installed; run as root or install it (apt-get install chromium)"
-  log "installing chromium from Debian's packages (first run only)"
+NGINX=/usr/sbin/nginx
+packages_up() {
+  local missing=()
+  [ -x "$CHROMIUM" ] || missing+=(chromium fonts-dejavu-core)
+  [ -x "$NGINX" ] || missing+=(nginx)
+  command -v openssl >/dev/null || missing+=(openssl)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" -eq 0 ] || die "${missing[*]} not installed; run as root or install them (apt-get install ${missing[*]})"
+  log "installing ${missing[*]} from Debian's packages (first run only)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2 || die "apt-get update failed"
-  # Fonts so the demo's screenshot shows text; chromium only recommends them.
-  apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >&2 ||
-    die "apt-get install chromium failed"
+  # Packages must not start their services (nginx would take port 80): a policy says no, for
+  # the install only, unless the machine has one already.
+  local policy=/usr/sbin/policy-rc.d ours=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=1
+  fi
+  apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  local rc=$?
+  [ -z "$ours" ] || rm -f "$policy"
+  [ $rc -eq 0 ] || die "apt-get install ${missing[*]} failed"
 }
 
 # ---------------------------------------------------------------- commands
@@ -367,6 +382,7 @@ print_env() {
   echo "MINIPUSH_MYSQL_URL=${MINIPUSH_TEST_MYSQL_URL:-mysql://$MYSQL_USER:$MYSQL_PASSWORD@127.0.0.1:$MARIADB_PORT/minipush}"
   echo "MINIPUSH_TEST_GRPCURL=$CACHE/bin/grpcurl"
   echo "MINIPUSH_TEST_SCHEMATHESIS=$CACHE/venv/bin/st"
+  echo "MINIPUSH_TEST_NGINX=$NGINX"
   if [ -z "$INSTANCE" ]; then
     echo "MINIPUSH_TEST_OTLP_ENDPOINT=${MINIPUSH_TEST_OTLP_ENDPOINT:-http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT}"
     echo "MINIPUSH_TEST_OTLP_GRPC_ENDPOINT=${MINIPUSH_TEST_OTLP_GRPC_ENDPOINT:-http://127.0.0.1:$JAEGER_OTLP_GRPC_PORT}"
@@ -419,7 +435,7 @@ case "${1:-}" in
     UP_JOBS=("$kafka_job" "$tools_job" "$jaeger_job")
     mariadb_up
     # After MariaDB: both may run apt-get, which takes one lock at a time.
-    browser_up
+    packages_up
     wait "$kafka_job" || die "Kafka failed to start"
     wait "$tools_job" || die "grpcurl could not be built"
     wait "$jaeger_job" || die "Jaeger failed to start"
@@ -433,7 +449,7 @@ case "${1:-}" in
   kafka-up) kafka_up ;;
   mariadb-down) mariadb_down ;;
   mariadb-up) mariadb_up ;;
-  browser-up) browser_up ;;
+  packages-up | browser-up) packages_up ;;
   jaeger-down) jaeger_down ;;
   jaeger-up) jaeger_up ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;

@@ -249,6 +249,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
           bodyLimit: httpBodyLimit(config),
           devTokenSecret: devCredentials && config.devTokens ? authSettings.jwtSecret : null,
           corsOrigins: config.corsOrigins,
+          trustProxy: config.trustProxy,
           onClientError: (error) => recordClientError(error.code),
           plugins: [
             metricsRoutes(metrics),

@@ -199,6 +199,11 @@ export const SETTINGS = {
     '',
     'allowed WebSocket Origin values; empty = those of cors-origins, or any when that is empty too',
   ),
+  trustProxy: list(
+    'trust-proxy',
+    '',
+    'addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (per-IP limits, logs); empty = none',
+  ),
   corsOrigins: list(
     'cors-origins',
     '',

@@ -13,6 +13,8 @@ declare module 'vitest' {
     otlpGrpcEndpoint: string;
     /** Jaeger's query API (`/api/traces`, `/api/services`), what its UI calls. */
     jaegerQuery: string;
+    /** Debian's nginx binary, for the reverse-proxy test. */
+    nginx: string;
   }
 }
 
@@ -31,5 +33,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('otlpEndpoint', env.MINIPUSH_TEST_OTLP_ENDPOINT ?? '');
   project.provide('otlpGrpcEndpoint', env.MINIPUSH_TEST_OTLP_GRPC_ENDPOINT ?? '');
   project.provide('jaegerQuery', env.MINIPUSH_TEST_JAEGER_QUERY ?? '');
+  project.provide('nginx', env.MINIPUSH_TEST_NGINX ?? '');
   return () => services.release();
 }

@@ -27,6 +27,8 @@ export function connect(
     localAddress?: string;
     /** False makes a client that never answers pings. */
     autoPong?: boolean;
+    /** For wss:// to a server with a self-signed certificate. */
+    rejectUnauthorized?: boolean;
   } = {},
 ): Promise<TestSocket> {
   const target =
@@ -37,6 +39,7 @@ export function connect(
     ...(options.headers ? { headers: options.headers } : {}),
     ...(options.localAddress ? { localAddress: options.localAddress } : {}),
     ...(options.autoPong === false ? { autoPong: false } : {}),
+    ...(options.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
   });
   const messages: any[] = [];
   const taken = new Set<number>();

@@ -56,6 +56,11 @@ export interface HttpAppOptions {
   readonly bodyLimit: number;
   /** Secret for `/v1/dev/token`, or null to leave the route out. */
   readonly devTokenSecret: string | null;
+  /**
+   * Reverse proxies (addresses or CIDRs) whose `X-Forwarded-For` names the client: the address
+   * per-IP limits count. Empty: the connection's own address, whatever the headers say.
+   */
+  readonly trustProxy?: readonly string[];
   /** Origins whose pages may call the API from a browser (`*` for any); empty: CORS off. */
   readonly corsOrigins?: readonly string[];
   /** Hears every error answer, in the request's context (tracing records its code). */
@@ -154,6 +159,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
     // Per-request lines cost more than they tell at this rate; errors are logged by our handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
+    trustProxy:
+      options.trustProxy && options.trustProxy.length > 0 ? [...options.trustProxy] : false,
     // A business payload is data: a "__proto__" or "constructor" key is kept as it was sent
     // (JSON.parse makes it an own property; nothing merges bodies into other objects).
     onProtoPoisoning: 'ignore',
