@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,22 +12,11 @@ import {
 } from '../../src/client/index.js';
 import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
 import { expireEverything } from '../helpers/pipeline.js';
-import { tempDir } from '../helpers/services.js';
+import { freePort, tempDir } from '../helpers/services.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
 
 let nextUid = 120_000;
 const freshUid = () => nextUid++;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Records what a client reports, for the assertions. */
 function observe(client: MiniPushClient) {

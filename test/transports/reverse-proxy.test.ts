@@ -1,25 +1,16 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { codeBlocks, readDoc } from '../helpers/markdown.js';
 import { eventually } from '../helpers/pipeline.js';
-import { tempDir } from '../helpers/services.js';
+import { freePort, tempDir } from '../helpers/services.js';
 import { API_KEY, signUserToken, startStack, type Stack } from '../helpers/stack.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
 
 const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * docs/reverse-proxy.md's nginx configuration, as the page prints it, for one upstream: only
