@@ -81,6 +81,10 @@ export function runMiniPush(
       PATH: process.env.PATH ?? '',
       MINIPUSH_LOG_LEVEL: 'info',
       KAFKAJS_NO_PARTITIONER_WARNING: '1',
+      // Never the fixed defaults (8080, 9090): a `npm start` or a bench on this machine, or
+      // another suite's process, would hold them and this process would exit at start.
+      MINIPUSH_HTTP_PORT: '0',
+      MINIPUSH_GRPC_PORT: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -65,6 +65,12 @@ describe('projector process on kafka+mysql', () => {
 
   const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);
 
+  /** Offsets applied so far; fails at once, with its output, when the projector has exited. */
+  async function appliedBy(child: MiniPushProcess): Promise<number> {
+    if (!child.isAlive()) throw new Error(`the projector exited:\n${child.output()}`);
+    return sum(await appliedOffsets());
+  }
+
   it('should apply every command exactly once although its process is SIGKILLed mid-stream and restarted', async () => {
     const workload = new Workload(PARTITIONS, 300);
     let producing = true;
@@ -86,8 +92,9 @@ describe('projector process on kafka+mysql', () => {
         child = runMiniPush(['serve', '--roles', 'projector'], childEnv, { cwd });
         const before = sum(await appliedOffsets());
         // This incarnation joined the group and committed batches of its own.
+        const incarnation = child;
         await eventually(
-          async () => sum(await appliedOffsets()),
+          () => appliedBy(incarnation),
           (applied) => applied > before + 50,
           40_000,
         );
