@@ -145,6 +145,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     if (config.roles.includes('cleaner')) {
       const started = new TtlCleaner({
         db: backend.db,
+        log: backend.log,
+        progress,
+        waitTimeoutMs: config.waitTimeoutMs,
         ttlMs: config.eventTtlMs,
         batchSize: config.cleanerBatchSize,
         intervalMs: config.cleanerIntervalMs,
