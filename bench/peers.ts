@@ -218,7 +218,11 @@ function fanout(
   return withClients(ctx, system, async (clients) => {
     const perProcess = FANOUT.users / FANOUT.processes;
     for (let i = 0; i < FANOUT.processes; i++) {
-      await clients.add(perProcess * FANOUT.perUser, FIRST_UID.fanout + i * perProcess, 5);
+      await clients.add(
+        perProcess * FANOUT.perUser,
+        FIRST_UID.fanout + i * perProcess,
+        FANOUT.perUser,
+      );
     }
     await sleep(2000);
     const out: Record<string, Figure[]> = {};
@@ -455,7 +459,11 @@ export const peers: Benchmark = {
     const found = await centrifugoBinary((message) => ctx.log(message));
     if ('skipped' in found) {
       ctx.log(`peers: skipped — ${found.skipped}`);
-      return { rows: [], details: { skipped: found.skipped } };
+      return {
+        rows: [],
+        markdown: `Skipped: ${found.skipped}.`,
+        details: { skipped: found.skipped },
+      };
     }
     const windows: Windows = ctx.quick
       ? { idleSeconds: 8, fanoutSeconds: 6, latencySeconds: 8 }
