@@ -64,7 +64,7 @@ interface System {
   readonly sessionPid: number;
   /** That process's label in `pids`. */
   readonly sessionLabel: string;
-  /** The server side's processes, labelled for the CPU split (Kafka and MariaDB included). */
+  /** The server side's own processes, labelled for the CPU split. */
   readonly pids: Record<string, number>;
   /** How a business server publishes one event to one user. */
   readonly via: PublishVia;
@@ -141,6 +141,38 @@ class Clients {
   }
 }
 
+/** One run of the benchmark: its windows, and every system started for it. */
+interface Run {
+  readonly ctx: BenchContext;
+  readonly windows: Windows;
+  /** All systems up during the run; those not under test idle meanwhile. */
+  readonly systems: readonly System[];
+}
+
+const IDLE_PEERS = 'idle peers';
+
+/**
+ * The processes a window measures: the system under test, its clients, Kafka and MariaDB, and
+ * the other systems of the run (idle; `folded` sums them into one entry).
+ */
+function windowPids(run: Run, system: System, clients: Clients): Record<string, number> {
+  const idle = run.systems
+    .filter((other) => other !== system)
+    .flatMap((other) =>
+      Object.entries(other.pids).map(([label, pid]) => [`${IDLE_PEERS}:${label}`, pid]),
+    );
+  return { ...system.pids, ...clients.pids(), ...servicePids(), ...Object.fromEntries(idle) };
+}
+
+function folded(cpu: CpuReport): CpuReport {
+  const processes: Record<string, number> = {};
+  for (const [label, percent] of Object.entries(cpu.processes)) {
+    const key = label.startsWith(`${IDLE_PEERS}:`) ? IDLE_PEERS : label;
+    processes[key] = (processes[key] ?? 0) + percent;
+  }
+  return { ...cpu, processes };
+}
+
 /** A figure of one system, with the CPU of every process while it was measured. */
 interface Figure {
   readonly values: readonly number[];
@@ -166,23 +198,23 @@ async function holding<R extends { stop(): Promise<void> }, T>(
 }
 
 function withClients<T>(
-  ctx: BenchContext,
+  run: Run,
   system: System,
   use: (clients: Clients) => Promise<T>,
 ): Promise<T> {
-  return holding(() => new Clients(ctx, system), use);
+  return holding(() => new Clients(run.ctx, system), use);
 }
 
 interface Idle {
-  readonly held: Figure;
+  /** Sessions still up at the end (of the 19,000 opened). */
+  readonly held: number;
   readonly kibPerSession: Figure;
   readonly cpuPercent: Figure;
 }
 
 /** Idle sessions on one process: memory per session at each step, then CPU over a ping period. */
-function idle(ctx: BenchContext, system: System, windows: Windows): Promise<Idle> {
-  return withClients(ctx, system, async (clients) => {
-    await sleep(3000);
+function idle(run: Run, system: System): Promise<Idle> {
+  return withClients(run, system, async (clients) => {
     const baseline = rssBytes(system.sessionPid);
     const rss: number[] = [];
     const kib: number[] = [];
@@ -192,16 +224,16 @@ function idle(ctx: BenchContext, system: System, windows: Windows): Promise<Idle
       opened += count;
       rss.push(await settledRss(system.sessionPid));
       kib.push((rss.at(-1)! - baseline) / opened / 1024);
-      ctx.log(`${system.name}: ${opened} idle sessions, ${fmt(kib.at(-1)!)} KiB each`);
+      run.ctx.log(`${system.name}: ${opened} idle sessions, ${fmt(kib.at(-1)!)} KiB each`);
     }
-    const window = cpuWindow({ ...system.pids, ...clients.pids() });
-    await sleep(windows.idleSeconds * 1000);
-    const cpu = window.stop();
+    const window = cpuWindow(windowPids(run, system, clients));
+    await sleep(run.windows.idleSeconds * 1000);
+    const cpu = folded(window.stop());
     const sessions = await clients.sessions();
     const load = Object.keys(clients.pids());
     const details = { baseline, rss, steps: IDLE_STEPS, ...sessions };
     return {
-      held: { values: [sessions.up], cpu, load, details },
+      held: sessions.up,
       kibPerSession: { values: kib, cpu, load, details },
       cpuPercent: { values: [cpu.processes[system.sessionLabel] ?? NaN], cpu, load },
     };
@@ -210,12 +242,12 @@ function idle(ctx: BenchContext, system: System, windows: Windows): Promise<Idle
 
 /** Fan-out: `rate` rounds a second, each one event to each of 2,000 users (5 sessions each). */
 function fanout(
-  ctx: BenchContext,
+  run: Run,
   system: System,
   variants: ReadonlyArray<{ readonly label: string; readonly via: PublishVia }>,
-  windows: Windows,
 ): Promise<Record<string, Figure[]>> {
-  return withClients(ctx, system, async (clients) => {
+  const { ctx, windows } = run;
+  return withClients(run, system, async (clients) => {
     const perProcess = FANOUT.users / FANOUT.processes;
     for (let i = 0; i < FANOUT.processes; i++) {
       await clients.add(
@@ -232,7 +264,7 @@ function fanout(
         // Each process publishes to its own users: together, one round reaches every user.
         const window = await deliveryWindow(
           clients.processes,
-          { ...system.pids, ...clients.pids() },
+          windowPids(run, system, clients),
           { type: 'fanout', rate, seconds: windows.fanoutSeconds, via: variant.via },
           'fanout',
           (windows.fanoutSeconds + 120) * 1000,
@@ -248,7 +280,7 @@ function fanout(
         );
         out[variant.label]!.push({
           values: [window.perSecond],
-          cpu: window.cpu,
+          cpu: folded(window.cpu),
           load: Object.keys(clients.pids()),
           ...(rounds < 0.95 * scheduled ? { behind: `${rounds} of ${scheduled} rounds` } : {}),
           details: {
@@ -268,11 +300,12 @@ function fanout(
 }
 
 /** Publish → delivery at 1,000 events/s, round-robin over 10,000 users with a session each. */
-function latency(ctx: BenchContext, system: System, windows: Windows): Promise<Figure> {
-  return withClients(ctx, system, async (clients) => {
+function latency(run: Run, system: System): Promise<Figure> {
+  const { ctx, windows } = run;
+  return withClients(run, system, async (clients) => {
     await clients.add(LATENCY.sessions, FIRST_UID.latency, 1);
     await sleep(2000);
-    const window = cpuWindow({ ...system.pids, ...clients.pids() });
+    const window = cpuWindow(windowPids(run, system, clients));
     const result = await clients.processes[0]!.ask<Message & Record<string, number>>(
       {
         type: 'latency',
@@ -284,7 +317,7 @@ function latency(ctx: BenchContext, system: System, windows: Windows): Promise<F
       'latency',
       (windows.latencySeconds + 60) * 1000,
     );
-    const cpu = window.stop();
+    const cpu = folded(window.stop());
     const sessions = await clients.sessions();
     ctx.log(
       `${system.name}: publish → delivery p50 ${fmt(result.p50!)} ms, p99 ${fmt(result.p99!)} ms, ${result.received} of ${result.sent} timed`,
@@ -300,13 +333,14 @@ function latency(ctx: BenchContext, system: System, windows: Windows): Promise<F
 
 async function centrifugo(binary: string, history: boolean): Promise<System> {
   const server = await startCentrifugo(binary, { history });
+  const label = history ? 'centrifugo(history)' : 'centrifugo';
   return {
     name: history ? 'Centrifugo with history' : 'Centrifugo',
     protocol: 'centrifugo',
     wsUrl: server.wsUrl,
     sessionPid: server.pid,
-    sessionLabel: 'centrifugo',
-    pids: { centrifugo: server.pid, ...servicePids() },
+    sessionLabel: label,
+    pids: { [label]: server.pid },
     via: { kind: 'centrifugo', url: server.url, apiKey: server.apiKey },
     drained: () => Promise.resolve(),
     stop: () => server.stop(),
@@ -330,7 +364,7 @@ async function embedded(): Promise<System> {
       wsUrl: wsUrl(server),
       sessionPid: server.pid,
       sessionLabel: 'minipush(all roles)',
-      pids: { 'minipush(all roles)': server.pid, ...servicePids() },
+      pids: { 'minipush(all roles)': server.pid },
       via: { kind: 'rest', url: server.url!, apiKey: API_KEY },
       drained: () => Promise.resolve(),
       async stop() {
@@ -376,11 +410,7 @@ async function scaledOut(ctx: BenchContext): Promise<System & { readonly heads: 
       wsUrl: wsUrl(hub),
       sessionPid: hub.pid,
       sessionLabel: 'minipush(hub)',
-      pids: {
-        'minipush(hub)': hub.pid,
-        'minipush(projector)': projector.pid,
-        ...servicePids(),
-      },
+      pids: { 'minipush(hub)': hub.pid, 'minipush(projector)': projector.pid },
       via: { kind: 'kafka', brokers: services.kafkaBrokers, topicPrefix },
       heads: { kind: 'heads', brokers: services.kafkaBrokers, topic: `${topicPrefix}.heads` },
       drained: () => settledCounter(projector.url!, 'minipush_projector_deliveries_total'),
@@ -410,8 +440,13 @@ function values(figure: Figure, unit: string): string {
   return `${figure.values.map(fmt).join(' / ')}${unit === '' ? '' : ` ${unit}`}`;
 }
 
-function cpuText(cpu: CpuReport): string {
-  const parts = Object.entries(cpu.processes).map(([label, percent]) => `${label} ${percent}`);
+/** The CPU split in a few words: client processes side by side, idle bystanders left out. */
+function cpuText(cpu: CpuReport, load: readonly string[]): string {
+  const clients = load.map((label) => cpu.processes[label] ?? 0).join('+');
+  const parts = Object.entries(cpu.processes)
+    .filter(([label, percent]) => !load.includes(label) && (percent >= 1 || label === 'other'))
+    .map(([label, percent]) => `${label} ${percent}`);
+  parts.splice(1, 0, `clients ${clients}`);
   return `${parts.join(', ')} (box ${cpu.systemBusyPercent} % busy)`;
 }
 
@@ -421,7 +456,7 @@ function saturation(figure: Figure): { saturated: boolean; text: string } {
   const peak = Math.max(0, ...loads);
   return {
     saturated: peak >= SATURATED,
-    text: `${peak >= SATURATED ? '**yes**' : 'no'} (${loads.join(' + ')} %)${figure.behind ? `, published ${figure.behind} in time` : ''}`,
+    text: `${peak >= SATURATED ? '**yes**' : 'no'}${figure.behind ? `, published ${figure.behind} in time` : ''}`,
   };
 }
 
@@ -436,7 +471,7 @@ function markdown(comparisons: readonly Comparison[]): string {
         .map((r) => `${fmt(r)}×`)
         .join(
           ' / ',
-        )} | ${cpuText(c.centrifugo.cpu)} | ${cpuText(c.minipush.cpu)} | ${saturation(c.centrifugo).text} / ${saturation(c.minipush).text} |`,
+        )} | ${cpuText(c.centrifugo.cpu, c.centrifugo.load)} | ${cpuText(c.minipush.cpu, c.minipush.load)} | ${saturation(c.centrifugo).text} / ${saturation(c.minipush).text} |`,
     );
   }
   return lines.join('\n');
@@ -444,7 +479,7 @@ function markdown(comparisons: readonly Comparison[]): string {
 
 function conditions(windows: Windows): string {
   return [
-    `Centrifugo ${CENTRIFUGO_VERSION} (go install from the Go module proxy; memory engine; HS256 JWT; every user subscribed server-side to \`personal:#<uid>\`; app-level pings every 25 s, answered) against MiniPush at this checkout. One load program for both (bench/load/ws-clients.ts, an adapter per protocol), clients from separate processes and loopback addresses; CPU is % of one core per process over the measured window, \`other\` is the rest of the box.`,
+    `Centrifugo ${CENTRIFUGO_VERSION} (go install from the Go module proxy; memory engine; HS256 JWT; every user subscribed server-side to \`personal:#<uid>\`; app-level pings every 25 s, answered) against MiniPush at this checkout. One load program for both (bench/load/ws-clients.ts, an adapter per protocol), clients from separate processes and loopback addresses; CPU is % of one core per process over the measured window; every system is up for the whole run and the two sides of a row are measured one after the other, \`idle peers\` is the CPU of the systems not under test meanwhile, \`other\` everything else on the box.`,
     `Idle: one server process, sessions added by client processes of ${IDLE_STEPS.join(' + ')}, one per user; memory = settled RSS growth ÷ sessions; CPU over ${windows.idleSeconds} s at 19,000 (one ping period). MiniPush hub role = a hub process of a Kafka + MariaDB deployment; embedded = every role in one process.`,
     `Fan-out: ${FANOUT.users.toLocaleString('en-US')} users × ${FANOUT.perUser} sessions over ${FANOUT.processes} client processes, each publishing to its own users ${FANOUT.rates.join(' and ')} rounds/s for ${windows.fanoutSeconds} s; deliveries counted while publishing only. Nothing stored: Centrifugo without history (one /api/broadcast per round per process) vs MiniPush's hub alone, fed head changes on the heads topic. Stored: Centrifugo with history (${HISTORY.size} publications, ${HISTORY.ttl}, in memory) vs MiniPush publish → projector (MariaDB) → hub, one event to all users per round by the Kafka producer; MiniPush merges a user's nudges within 50 ms, so at 20 rounds/s it may send fewer than offered by design.`,
     `Latency: ${LATENCY.sessions.toLocaleString('en-US')} sessions, one per user, ${LATENCY.rate.toLocaleString('en-US')} events/s round-robin for ${windows.latencySeconds} s, each to one user, timed from the publish call to the frame in the same client process. Centrifugo by HTTP /api/publish; MiniPush embedded by REST POST /v1/events; MiniPush Kafka + MariaDB by the Kafka producer.`,
@@ -469,52 +504,59 @@ export const peers: Benchmark = {
       ? { idleSeconds: 8, fanoutSeconds: 6, latencySeconds: 8 }
       : { idleSeconds: 25, fanoutSeconds: 15, latencySeconds: 20 };
     const wanted = (name: string) => ctx.only === null || name.includes(ctx.only);
+    const systems: System[] = [];
+    const start = async <S extends System>(name: string, make: () => Promise<S>) => {
+      if (!wanted(name)) return null;
+      const system = await make();
+      systems.push(system);
+      return system;
+    };
+    const figures = async () => {
+      // Every system is up for the whole run and each pair is measured back to back, so load
+      // from elsewhere on the box skews both sides of a row alike.
+      const plain = await start('centrifugo', () => centrifugo(found.binary, false));
+      const history = await start('centrifugo-history', () => centrifugo(found.binary, true));
+      const single = await start('embedded', embedded);
+      const scaled = await start('kafka', () => scaledOut(ctx));
+      const run: Run = { ctx, windows, systems };
+      await sleep(3000);
+      const when = <S extends System, T>(system: S | null, measure: (s: S) => Promise<T>) =>
+        system ? measure(system) : Promise.resolve(undefined);
+      const idles = {
+        plain: await when(plain, (s) => idle(run, s)),
+        scaled: await when(scaled, (s) => idle(run, s)),
+        single: await when(single, (s) => idle(run, s)),
+      };
+      const broadcast = (s: System) => fanout(run, s, [{ label: 'broadcast', via: s.via }]);
+      const fanouts = {
+        history: await when(history, broadcast),
+        // End to end before the hub alone: the hub then sends heads above the projector's.
+        scaled: await when(scaled, (s) =>
+          fanout(run, s, [
+            { label: 'end to end', via: s.via },
+            { label: 'hub alone', via: s.heads },
+          ]),
+        ),
+        plain: await when(plain, broadcast),
+      };
+      const latencies = {
+        plain: await when(plain, (s) => latency(run, s)),
+        single: await when(single, (s) => latency(run, s)),
+        history: await when(history, (s) => latency(run, s)),
+        scaled: await when(scaled, (s) => latency(run, s)),
+      };
+      return { idles, fanouts, latencies };
+    };
+    let measured: Awaited<ReturnType<typeof figures>>;
+    try {
+      measured = await figures();
+    } finally {
+      for (const system of systems.reverse()) await system.stop();
+    }
+    const { idles, fanouts, latencies } = measured;
 
-    const plain = wanted('centrifugo')
-      ? await holding(
-          () => centrifugo(found.binary, false),
-          async (s) => ({
-            idle: await idle(ctx, s, windows),
-            fanout: await fanout(ctx, s, [{ label: 'broadcast', via: s.via }], windows),
-            latency: await latency(ctx, s, windows),
-          }),
-        )
-      : null;
-    const history = wanted('centrifugo-history')
-      ? await holding(
-          () => centrifugo(found.binary, true),
-          async (s) => ({
-            fanout: await fanout(ctx, s, [{ label: 'broadcast', via: s.via }], windows),
-            latency: await latency(ctx, s, windows),
-          }),
-        )
-      : null;
-    const single = wanted('embedded')
-      ? await holding(embedded, async (s) => ({
-          idle: await idle(ctx, s, windows),
-          latency: await latency(ctx, s, windows),
-        }))
-      : null;
-    const scaled = wanted('kafka')
-      ? await holding(
-          () => scaledOut(ctx),
-          async (s) => ({
-            idle: await idle(ctx, s, windows),
-            // End to end first: the hub alone then sends heads above the projector's.
-            fanout: await fanout(
-              ctx,
-              s,
-              [
-                { label: 'end to end', via: s.via },
-                { label: 'hub alone', via: s.heads },
-              ],
-              windows,
-            ),
-            latency: await latency(ctx, s, windows),
-          }),
-        )
-      : null;
-
+    const heldText = (c: Idle | undefined, m: Idle | undefined) =>
+      `${fmt(c?.held ?? NaN)} / ${fmt(m?.held ?? NaN)}`;
     const comparisons: Comparison[] = [];
     const compare = (
       figure: string,
@@ -526,59 +568,48 @@ export const peers: Benchmark = {
       if (c && m) comparisons.push({ figure, unit, centrifugo: c, minipush: m, headline });
     };
     for (const [label, mini] of [
-      ['hub role', scaled],
-      ['embedded', single],
+      ['hub role', idles.scaled],
+      ['embedded', idles.single],
     ] as const) {
       compare(
-        `idle sessions held by one process, MiniPush ${label}`,
-        '',
-        plain?.idle.held,
-        mini?.idle.held,
-      );
-      compare(
-        `memory per idle session at 5k / 10k / 19k, MiniPush ${label}`,
+        `memory per idle session at 5k / 10k / 19k, MiniPush ${label} (sessions held at the end: ${heldText(idles.plain, mini)})`,
         'KiB',
-        plain?.idle.kibPerSession,
-        mini?.idle.kibPerSession,
+        idles.plain?.kibPerSession,
+        mini?.kibPerSession,
         2,
       );
       compare(
         `idle CPU of the server at 19,000 sessions, MiniPush ${label}`,
         '% of a core',
-        plain?.idle.cpuPercent,
-        mini?.idle.cpuPercent,
+        idles.plain?.cpuPercent,
+        mini?.cpuPercent,
       );
     }
     FANOUT.rates.forEach((rate, i) => {
       compare(
         `fan-out deliveries/s at ${rate} rounds/s, nothing stored: Centrifugo vs MiniPush hub alone (heads topic)`,
         '/s',
-        plain?.fanout.broadcast?.[i],
-        scaled?.fanout['hub alone']?.[i],
+        fanouts.plain?.broadcast?.[i],
+        fanouts.scaled?.['hub alone']?.[i],
       );
     });
     FANOUT.rates.forEach((rate, i) => {
       compare(
         `fan-out deliveries/s at ${rate} rounds/s, stored: Centrifugo with history vs MiniPush publish → projector → hub (Kafka + MariaDB)`,
         '/s',
-        history?.fanout.broadcast?.[i],
-        scaled?.fanout['end to end']?.[i],
+        fanouts.history?.broadcast?.[i],
+        fanouts.scaled?.['end to end']?.[i],
       );
     });
     for (const [cLabel, c] of [
-      ['Centrifugo', plain],
-      ['Centrifugo with history', history],
+      ['Centrifugo', latencies.plain],
+      ['Centrifugo with history', latencies.history],
     ] as const) {
       for (const [mLabel, m] of [
-        ['MiniPush embedded (REST)', single],
-        ['MiniPush Kafka + MariaDB (producer)', scaled],
+        ['MiniPush embedded (REST)', latencies.single],
+        ['MiniPush Kafka + MariaDB (producer)', latencies.scaled],
       ] as const) {
-        compare(
-          `publish → delivery p50 / p99 / p99.9, ${cLabel} vs ${mLabel}`,
-          'ms',
-          c?.latency,
-          m?.latency,
-        );
+        compare(`publish → delivery p50 / p99 / p99.9, ${cLabel} vs ${mLabel}`, 'ms', c, m);
       }
     }
 
@@ -607,7 +638,7 @@ export const peers: Benchmark = {
             minipush: saturation(c.minipush).saturated,
           },
         })),
-        raw: { centrifugo: plain, centrifugoWithHistory: history, embedded: single, kafka: scaled },
+        raw: measured,
       },
     };
   },

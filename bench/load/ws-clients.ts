@@ -115,9 +115,12 @@ function open(url: string, uid: number, localAddress: string | undefined): Promi
       if (greeting !== null) ws.send(greeting);
     });
     ws.on('message', (data) => {
-      const text = (
-        Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
-      ).toString('utf8');
+      const bytes = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
+      const text = bytes.toString('utf8');
       protocol.read(text, tracking, sink, send);
     });
     ws.on('close', (code) => {
