@@ -35,6 +35,8 @@ const LATENCY = { sessions: 10_000, rate: 1_000 } as const;
 const FIRST_UID = { idle: 1, fanout: 100_001, latency: 200_001 } as const;
 /** % of one core: a load process above it may be what limits the figure. */
 const SATURATED = 90;
+/** % of one core used by processes outside the benchmark above which a row says the box was shared. */
+const SHARED = 25;
 
 interface Windows {
   readonly idleSeconds: number;
@@ -64,6 +66,8 @@ interface System {
   readonly sessionPid: number;
   /** That process's label in `pids`. */
   readonly sessionLabel: string;
+  /** Labels in a window's CPU split that do the server side's work (Kafka and MariaDB too). */
+  readonly serverLabels: readonly string[];
   /** The server side's own processes, labelled for the CPU split. */
   readonly pids: Record<string, number>;
   /** How a business server publishes one event to one user. */
@@ -181,7 +185,23 @@ interface Figure {
   readonly load: readonly string[];
   /** Set when the publishing fell behind its schedule (e.g. `96 of 120 rounds`). */
   readonly behind?: string;
+  /**
+   * µs of server-side CPU (every server process, Kafka and MariaDB included) per delivery or
+   * per event: what the figure cost, which a box shared with other work changes least.
+   */
+  readonly cpuPerUnit?: number;
   readonly details?: Record<string, unknown>;
+}
+
+/** µs of the system's server-side CPU per unit of work, at `perSecond` units a second. */
+function perUnit(system: System, cpu: CpuReport, perSecond: number): number {
+  const percent = system.serverLabels.reduce((sum, label) => sum + (cpu.processes[label] ?? 0), 0);
+  return (percent / 100) * (1e6 / perSecond);
+}
+
+/** The cost side of a figure: its µs of server CPU per unit, in the same window. */
+function cost(figure: Figure | undefined): Figure | undefined {
+  return figure?.cpuPerUnit === undefined ? undefined : { ...figure, values: [figure.cpuPerUnit] };
 }
 
 /** Runs `use` on what `open` gives, and stops it afterwards whatever happened. */
@@ -278,9 +298,11 @@ function fanout(
         ctx.log(
           `${system.name}, ${variant.label}, ${rate} rounds/s: ${Math.round(window.perSecond)} deliveries/s of ${offered} offered; ${sessions.closed} sessions closed by the server`,
         );
+        const cpu = folded(window.cpu);
         out[variant.label]!.push({
           values: [window.perSecond],
-          cpu: folded(window.cpu),
+          cpu,
+          cpuPerUnit: perUnit(system, cpu, window.perSecond),
           load: Object.keys(clients.pids()),
           ...(rounds < 0.95 * scheduled ? { behind: `${rounds} of ${scheduled} rounds` } : {}),
           details: {
@@ -325,6 +347,7 @@ function latency(run: Run, system: System): Promise<Figure> {
     return {
       values: [result.p50!, result.p99!, result['p99.9']!],
       cpu,
+      cpuPerUnit: perUnit(system, cpu, result.sent! / windows.latencySeconds),
       load: Object.keys(clients.pids()),
       details: { ...result, ...sessions },
     };
@@ -340,6 +363,7 @@ async function centrifugo(binary: string, history: boolean): Promise<System> {
     wsUrl: server.wsUrl,
     sessionPid: server.pid,
     sessionLabel: label,
+    serverLabels: [label],
     pids: { [label]: server.pid },
     via: { kind: 'centrifugo', url: server.url, apiKey: server.apiKey },
     drained: () => Promise.resolve(),
@@ -364,6 +388,7 @@ async function embedded(): Promise<System> {
       wsUrl: wsUrl(server),
       sessionPid: server.pid,
       sessionLabel: 'minipush(all roles)',
+      serverLabels: ['minipush(all roles)'],
       pids: { 'minipush(all roles)': server.pid },
       via: { kind: 'rest', url: server.url!, apiKey: API_KEY },
       drained: () => Promise.resolve(),
@@ -410,6 +435,7 @@ async function scaledOut(ctx: BenchContext): Promise<System & { readonly heads: 
       wsUrl: wsUrl(hub),
       sessionPid: hub.pid,
       sessionLabel: 'minipush(hub)',
+      serverLabels: ['minipush(hub)', 'minipush(projector)', 'kafka', 'mariadb'],
       pids: { 'minipush(hub)': hub.pid, 'minipush(projector)': projector.pid },
       via: { kind: 'kafka', brokers: services.kafkaBrokers, topicPrefix },
       heads: { kind: 'heads', brokers: services.kafkaBrokers, topic: `${topicPrefix}.heads` },
@@ -454,9 +480,14 @@ function cpuText(cpu: CpuReport, load: readonly string[]): string {
 function saturation(figure: Figure): { saturated: boolean; text: string } {
   const loads = figure.load.map((label) => figure.cpu.processes[label] ?? 0);
   const peak = Math.max(0, ...loads);
+  const other = figure.cpu.processes.other ?? 0;
   return {
     saturated: peak >= SATURATED,
-    text: `${peak >= SATURATED ? '**yes**' : 'no'}${figure.behind ? `, published ${figure.behind} in time` : ''}`,
+    text: [
+      peak >= SATURATED ? '**yes**' : 'no',
+      ...(figure.behind ? [`published ${figure.behind} in time`] : []),
+      ...(other >= SHARED ? [`box shared (other ${other} %)`] : []),
+    ].join(', '),
   };
 }
 
@@ -479,7 +510,7 @@ function markdown(comparisons: readonly Comparison[]): string {
 
 function conditions(windows: Windows): string {
   return [
-    `Centrifugo ${CENTRIFUGO_VERSION} (go install from the Go module proxy; memory engine; HS256 JWT; every user subscribed server-side to \`personal:#<uid>\`; app-level pings every 25 s, answered) against MiniPush at this checkout. One load program for both (bench/load/ws-clients.ts, an adapter per protocol), clients from separate processes and loopback addresses; CPU is % of one core per process over the measured window; every system is up for the whole run and the two sides of a row are measured one after the other, \`idle peers\` is the CPU of the systems not under test meanwhile, \`other\` everything else on the box.`,
+    `Centrifugo ${CENTRIFUGO_VERSION} (go install from the Go module proxy; memory engine; HS256 JWT; every user subscribed server-side to \`personal:#<uid>\`; app-level pings every 25 s, answered) against MiniPush at this checkout. One load program for both (bench/load/ws-clients.ts, an adapter per protocol), clients from separate processes and loopback addresses; CPU is % of one core per process over the measured window; every system is up for the whole run and the two sides of a row are measured one after the other, \`idle peers\` is the CPU of the systems not under test meanwhile, \`other\` everything else on the box. Server CPU per delivery (or per event) is the CPU of the server side — Centrifugo; MiniPush's processes, with Kafka and MariaDB for the Kafka deployment — divided by what it delivered: the figure a box shared with other work changes least.`,
     `Idle: one server process, sessions added by client processes of ${IDLE_STEPS.join(' + ')}, one per user; memory = settled RSS growth ÷ sessions; CPU over ${windows.idleSeconds} s at 19,000 (one ping period). MiniPush hub role = a hub process of a Kafka + MariaDB deployment; embedded = every role in one process.`,
     `Fan-out: ${FANOUT.users.toLocaleString('en-US')} users × ${FANOUT.perUser} sessions over ${FANOUT.processes} client processes, each publishing to its own users ${FANOUT.rates.join(' and ')} rounds/s for ${windows.fanoutSeconds} s; deliveries counted while publishing only. Nothing stored: Centrifugo without history (one /api/broadcast per round per process) vs MiniPush's hub alone, fed head changes on the heads topic. Stored: Centrifugo with history (${HISTORY.size} publications, ${HISTORY.ttl}, in memory) vs MiniPush publish → projector (MariaDB) → hub, one event to all users per round by the Kafka producer; MiniPush merges a user's nudges within 50 ms, so at 20 rounds/s it may send fewer than offered by design.`,
     `Latency: ${LATENCY.sessions.toLocaleString('en-US')} sessions, one per user, ${LATENCY.rate.toLocaleString('en-US')} events/s round-robin for ${windows.latencySeconds} s, each to one user, timed from the publish call to the frame in the same client process. Centrifugo by HTTP /api/publish; MiniPush embedded by REST POST /v1/events; MiniPush Kafka + MariaDB by the Kafka producer.`,
@@ -585,22 +616,29 @@ export const peers: Benchmark = {
         mini?.cpuPercent,
       );
     }
-    FANOUT.rates.forEach((rate, i) => {
-      compare(
-        `fan-out deliveries/s at ${rate} rounds/s, nothing stored: Centrifugo vs MiniPush hub alone (heads topic)`,
-        '/s',
-        fanouts.plain?.broadcast?.[i],
-        fanouts.scaled?.['hub alone']?.[i],
-      );
-    });
-    FANOUT.rates.forEach((rate, i) => {
-      compare(
-        `fan-out deliveries/s at ${rate} rounds/s, stored: Centrifugo with history vs MiniPush publish → projector → hub (Kafka + MariaDB)`,
-        '/s',
-        fanouts.history?.broadcast?.[i],
-        fanouts.scaled?.['end to end']?.[i],
-      );
-    });
+    const pairs = [
+      [
+        'nothing stored: Centrifugo vs MiniPush hub alone (heads topic)',
+        fanouts.plain?.broadcast,
+        fanouts.scaled?.['hub alone'],
+      ],
+      [
+        'stored: Centrifugo with history vs MiniPush publish → projector → hub (Kafka + MariaDB)',
+        fanouts.history?.broadcast,
+        fanouts.scaled?.['end to end'],
+      ],
+    ] as const;
+    for (const [what, c, m] of pairs) {
+      FANOUT.rates.forEach((rate, i) => {
+        compare(`fan-out deliveries/s at ${rate} rounds/s, ${what}`, '/s', c?.[i], m?.[i]);
+        compare(
+          `server CPU per delivery at ${rate} rounds/s, ${what}`,
+          'µs',
+          cost(c?.[i]),
+          cost(m?.[i]),
+        );
+      });
+    }
     for (const [cLabel, c] of [
       ['Centrifugo', latencies.plain],
       ['Centrifugo with history', latencies.history],
@@ -610,6 +648,7 @@ export const peers: Benchmark = {
         ['MiniPush Kafka + MariaDB (producer)', latencies.scaled],
       ] as const) {
         compare(`publish → delivery p50 / p99 / p99.9, ${cLabel} vs ${mLabel}`, 'ms', c, m);
+        compare(`server CPU per event published, ${cLabel} vs ${mLabel}`, 'µs', cost(c), cost(m));
       }
     }
 
