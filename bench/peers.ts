@@ -193,9 +193,9 @@ interface Figure {
   readonly details?: Record<string, unknown>;
 }
 
-/** µs of the system's server-side CPU per unit of work, at `perSecond` units a second. */
-function perUnit(system: System, cpu: CpuReport, perSecond: number): number {
-  const percent = system.serverLabels.reduce((sum, label) => sum + (cpu.processes[label] ?? 0), 0);
+/** µs of the server side's CPU (these labels) per unit of work, at `perSecond` units a second. */
+function perUnit(labels: readonly string[], cpu: CpuReport, perSecond: number): number {
+  const percent = labels.reduce((sum, label) => sum + (cpu.processes[label] ?? 0), 0);
   return (percent / 100) * (1e6 / perSecond);
 }
 
@@ -264,7 +264,12 @@ function idle(run: Run, system: System): Promise<Idle> {
 function fanout(
   run: Run,
   system: System,
-  variants: ReadonlyArray<{ readonly label: string; readonly via: PublishVia }>,
+  variants: ReadonlyArray<{
+    readonly label: string;
+    readonly via: PublishVia;
+    /** The processes doing this variant's work, when fewer than the system's. */
+    readonly serverLabels?: readonly string[];
+  }>,
 ): Promise<Record<string, Figure[]>> {
   const { ctx, windows } = run;
   return withClients(run, system, async (clients) => {
@@ -302,7 +307,7 @@ function fanout(
         out[variant.label]!.push({
           values: [window.perSecond],
           cpu,
-          cpuPerUnit: perUnit(system, cpu, window.perSecond),
+          cpuPerUnit: perUnit(variant.serverLabels ?? system.serverLabels, cpu, window.perSecond),
           load: Object.keys(clients.pids()),
           ...(rounds < 0.95 * scheduled ? { behind: `${rounds} of ${scheduled} rounds` } : {}),
           details: {
@@ -347,7 +352,7 @@ function latency(run: Run, system: System): Promise<Figure> {
     return {
       values: [result.p50!, result.p99!, result['p99.9']!],
       cpu,
-      cpuPerUnit: perUnit(system, cpu, result.sent! / windows.latencySeconds),
+      cpuPerUnit: perUnit(system.serverLabels, cpu, result.sent! / windows.latencySeconds),
       load: Object.keys(clients.pids()),
       details: { ...result, ...sessions },
     };
@@ -510,7 +515,7 @@ function markdown(comparisons: readonly Comparison[]): string {
 
 function conditions(windows: Windows): string {
   return [
-    `Centrifugo ${CENTRIFUGO_VERSION} (go install from the Go module proxy; memory engine; HS256 JWT; every user subscribed server-side to \`personal:#<uid>\`; app-level pings every 25 s, answered) against MiniPush at this checkout. One load program for both (bench/load/ws-clients.ts, an adapter per protocol), clients from separate processes and loopback addresses; CPU is % of one core per process over the measured window; every system is up for the whole run and the two sides of a row are measured one after the other, \`idle peers\` is the CPU of the systems not under test meanwhile, \`other\` everything else on the box. Server CPU per delivery (or per event) is the CPU of the server side — Centrifugo; MiniPush's processes, with Kafka and MariaDB for the Kafka deployment — divided by what it delivered: the figure a box shared with other work changes least.`,
+    `Centrifugo ${CENTRIFUGO_VERSION} (go install from the Go module proxy; memory engine; HS256 JWT; every user subscribed server-side to \`personal:#<uid>\`; app-level pings every 25 s, answered) against MiniPush at this checkout. One load program for both (bench/load/ws-clients.ts, an adapter per protocol), clients from separate processes and loopback addresses; CPU is % of one core per process over the measured window; every system is up for the whole run and the two sides of a row are measured one after the other, \`idle peers\` is the CPU of the systems not under test meanwhile, \`other\` everything else on the box. Server CPU per delivery (or per event) is the CPU of the server side — Centrifugo; MiniPush's processes, with Kafka and MariaDB for the Kafka deployment, the hub and Kafka for the hub alone — divided by what it delivered: the figure a box shared with other work changes least.`,
     `Idle: one server process, sessions added by client processes of ${IDLE_STEPS.join(' + ')}, one per user; memory = settled RSS growth ÷ sessions; CPU over ${windows.idleSeconds} s at 19,000 (one ping period). MiniPush hub role = a hub process of a Kafka + MariaDB deployment; embedded = every role in one process.`,
     `Fan-out: ${FANOUT.users.toLocaleString('en-US')} users × ${FANOUT.perUser} sessions over ${FANOUT.processes} client processes, each publishing to its own users ${FANOUT.rates.join(' and ')} rounds/s for ${windows.fanoutSeconds} s; deliveries counted while publishing only. Nothing stored: Centrifugo without history (one /api/broadcast per round per process) vs MiniPush's hub alone, fed head changes on the heads topic. Stored: Centrifugo with history (${HISTORY.size} publications, ${HISTORY.ttl}, in memory) vs MiniPush publish → projector (MariaDB) → hub, one event to all users per round by the Kafka producer; MiniPush merges a user's nudges within 50 ms, so at 20 rounds/s it may send fewer than offered by design.`,
     `Latency: ${LATENCY.sessions.toLocaleString('en-US')} sessions, one per user, ${LATENCY.rate.toLocaleString('en-US')} events/s round-robin for ${windows.latencySeconds} s, each to one user, timed from the publish call to the frame in the same client process. Centrifugo by HTTP /api/publish; MiniPush embedded by REST POST /v1/events; MiniPush Kafka + MariaDB by the Kafka producer.`,
@@ -565,7 +570,8 @@ export const peers: Benchmark = {
         scaled: await when(scaled, (s) =>
           fanout(run, s, [
             { label: 'end to end', via: s.via },
-            { label: 'hub alone', via: s.heads },
+            // The projector and MariaDB idle meanwhile: the hub reads the heads from Kafka.
+            { label: 'hub alone', via: s.heads, serverLabels: ['minipush(hub)', 'kafka'] },
           ]),
         ),
         plain: await when(plain, broadcast),
