@@ -99,8 +99,8 @@ export type PublishVia =
 export interface Publisher {
   /** One event per item, to that user, carrying the seq the user should see (latency). */
   each(items: ReadonlyArray<{ readonly uid: number; readonly seq: number }>): Promise<void>;
-  /** `count` fan-out rounds from round `first` on: one event to all these users each. */
-  rounds(uids: readonly number[], first: number, count: number): Promise<void>;
+  /** Fan-out round `n`: one event (or head change) to all these users. */
+  round(uids: readonly number[], n: number): Promise<void>;
   /** Requests the server refused so far. */
   errors(): number;
   close(): Promise<void>;
@@ -131,10 +131,8 @@ async function commandsPublisher(via: {
     async each(items) {
       await producer.publishMany(items.map((i) => ({ to: [i.uid], body: { n: i.seq } })));
     },
-    async rounds(uids, first, count) {
-      await producer.publishMany(
-        Array.from({ length: count }, (_, k) => ({ to: [...uids], body: { n: first + k } })),
-      );
+    async round(uids, n) {
+      await producer.publishMany([{ to: [...uids], body: { n } }]);
     },
     errors: () => 0,
     close: () => producer.close(),
@@ -153,25 +151,23 @@ async function headsPublisher(via: { brokers: string; topic: string }): Promise<
   let sent = 0;
   return {
     each: () => Promise.reject(new Error('head changes carry no events to time')),
-    async rounds(uids, _first, count) {
-      for (let k = 0; k < count; k++) {
-        const headSeq = 1_000_000 + sent++;
-        await producer.send({
-          topic: via.topic,
-          acks: 1,
-          messages: uids.map((uid) => ({
-            key: String(uid),
-            value: encodeHeadChange({
-              uid,
-              headSeq,
-              floorSeq: 1,
-              unreadCount: headSeq,
-              readVersion: 0,
-              logTime: Date.now(),
-            }),
-          })),
-        });
-      }
+    async round(uids) {
+      const headSeq = 1_000_000 + sent++;
+      await producer.send({
+        topic: via.topic,
+        acks: 1,
+        messages: uids.map((uid) => ({
+          key: String(uid),
+          value: encodeHeadChange({
+            uid,
+            headSeq,
+            floorSeq: 1,
+            unreadCount: headSeq,
+            readVersion: 0,
+            logTime: Date.now(),
+          }),
+        })),
+      });
     },
     errors: () => 0,
     close: () => producer.disconnect(),
@@ -198,9 +194,7 @@ function httpPublisher(
     async each(items) {
       await Promise.all(items.map((i) => post(one(i.uid, i.seq))));
     },
-    async rounds(uids, first, count) {
-      for (let k = 0; k < count; k++) await post(all(uids, first + k));
-    },
+    round: (uids, n) => post(all(uids, n)),
     errors: () => failures.count(),
     close: () => Promise.resolve(agent.destroy()),
   };
