@@ -1,6 +1,7 @@
 import type { BenchContext, Benchmark, Outcome } from './lib/context.js';
 import { LoadProcess } from './lib/child.js';
 import { cpuWindow, servicePids } from './lib/cpu.js';
+import { deliveredSoFar, deliveryWindow } from './lib/deliveries.js';
 import {
   JWT_SECRET,
   kafkaDeployment,
@@ -9,11 +10,14 @@ import {
   type Deployment,
   type ServerProcess,
 } from './lib/deployment.js';
+import type { PublishVia } from './lib/protocols.js';
 import { atLeast, atMost, info, type Row } from './lib/result.js';
 import { sleep } from './lib/stats.js';
 
 interface HubStack {
   readonly deployment: Deployment;
+  /** Publishing as a business server does: the Kafka producer to the commands topic. */
+  readonly via: Extract<PublishVia, { kind: 'kafka' }>;
   readonly projector: ServerProcess;
   readonly hub: ServerProcess;
   readonly clients: LoadProcess;
@@ -52,8 +56,6 @@ async function hubStack(
             },
           ],
           connectConcurrency: 100,
-          brokers: services.kafkaBrokers,
-          topicPrefix: deployment.config.topicPrefix,
         },
       },
       'ready',
@@ -74,6 +76,11 @@ async function hubStack(
     await sleep(2000);
     return {
       deployment,
+      via: {
+        kind: 'kafka',
+        brokers: services.kafkaBrokers,
+        topicPrefix: deployment.config.topicPrefix,
+      },
       projector,
       hub,
       clients,
@@ -109,7 +116,7 @@ export const nudge: Benchmark = {
     try {
       const window = cpuWindow(stack.pids());
       const result = await stack.clients.ask<Record<string, number> & { type: string }>(
-        { type: 'latency', rate, seconds, settleMs: 3000 },
+        { type: 'latency', rate, seconds, settleMs: 3000, via: stack.via },
         'latency',
         (seconds + 60) * 1000,
       );
@@ -175,60 +182,42 @@ export const fanout: Benchmark = {
     const rate = 12;
     const stack = await hubStack(ctx, users * perUser, perUser);
     try {
-      const before = await stack.clients.ask<{ type: string; nudges: number }>(
-        { type: 'count' },
-        'counts',
-      );
-      const window = cpuWindow(stack.pids());
-      const started = performance.now();
-      const publishing = stack.clients.ask<{ type: string; sent: number }>(
-        { type: 'fanout', rate, seconds },
-        'fanout',
-        (seconds + 60) * 1000,
-      );
+      const before = await deliveredSoFar([stack.clients]);
+      const timeoutMs = (seconds + 60) * 1000;
       // Count over the publishing window only: no credit for a backlog drained afterwards.
-      const done = await publishing;
-      const after = await stack.clients.ask<{
-        type: string;
-        nudges: number;
-        closedUnexpectedly: number;
-      }>({ type: 'count' }, 'counts');
-      const elapsed = (performance.now() - started) / 1000;
-      const cpu = window.stop();
-      await sleep(3000);
-      const settled = await stack.clients.ask<{ type: string; nudges: number }>(
-        { type: 'count' },
-        'counts',
+      const endToEnd = await deliveryWindow(
+        [stack.clients],
+        stack.pids(),
+        { type: 'fanout', rate, seconds, via: stack.via },
+        'fanout',
+        timeoutMs,
       );
-      const perSecond = (after.nudges - before.nudges) / elapsed;
-      const offered = done.sent * users * perUser;
+      await sleep(3000);
+      const settled = await deliveredSoFar([stack.clients]);
+      const perSecond = endToEnd.perSecond;
+      const sent = Number(endToEnd.answers[0]!.sent);
+      const offered = sent * users * perUser;
       const conditions = `kafka+mariadb, projector and hub processes, ${users.toLocaleString('en-US')} users × ${perUser} sessions, ${rate} events/s to all users for ${seconds} s (offered ${Math.round(offered / seconds).toLocaleString('en-US')} nudges/s)`;
       // The hub alone: the load process plays the projector and produces head changes for every
       // user straight to the heads topic, 10 rounds a second (above the projector's pace).
       const headRate = 10;
-      const hubBefore = await stack.clients.ask<{ type: string; nudges: number }>(
-        { type: 'count' },
-        'counts',
-      );
-      const hubWindow = cpuWindow(stack.pids());
-      const hubStarted = performance.now();
-      const heads = await stack.clients.ask<{ type: string; rounds: number }>(
+      const hubAlone = await deliveryWindow(
+        [stack.clients],
+        stack.pids(),
         {
-          type: 'heads',
+          type: 'fanout',
           rate: headRate,
           seconds,
-          topic: `${stack.deployment.config.topicPrefix}.heads`,
+          via: {
+            kind: 'heads',
+            brokers: stack.via.brokers,
+            topic: `${stack.deployment.config.topicPrefix}.heads`,
+          },
         },
-        'heads',
-        (seconds + 60) * 1000,
+        'fanout',
+        timeoutMs,
       );
-      const hubAfter = await stack.clients.ask<{ type: string; nudges: number }>(
-        { type: 'count' },
-        'counts',
-      );
-      const hubElapsed = (performance.now() - hubStarted) / 1000;
-      const hubCpu = hubWindow.stop();
-      const hubPerSecond = (hubAfter.nudges - hubBefore.nudges) / hubElapsed;
+      const hubPerSecond = hubAlone.perSecond;
       const rows: Row[] = [
         {
           metric: 'nudges delivered/s, hub alone',
@@ -246,7 +235,7 @@ export const fanout: Benchmark = {
         },
         {
           metric: 'nudges received ÷ offered (after 3 s settle)',
-          value: (settled.nudges - before.nudges) / offered,
+          value: (settled - before) / offered,
           unit: '',
           ...info(),
           conditions: 'below 1 when the 50 ms nudge window merged head changes',
@@ -255,13 +244,13 @@ export const fanout: Benchmark = {
       return {
         rows,
         details: {
-          sent: done.sent,
+          sent,
           before,
-          after,
           settled,
-          elapsed,
-          cpu,
-          hubAlone: { heads, hubBefore, hubAfter, hubElapsed, cpu: hubCpu },
+          elapsed: endToEnd.seconds,
+          cpu: endToEnd.cpu,
+          endToEnd,
+          hubAlone,
         },
       };
     } finally {
