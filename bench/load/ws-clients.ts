@@ -5,9 +5,9 @@
  * publications), and publishes to its own users — to time publish → delivery, and to drive
  * fan-out — by the way each command names.
  */
-import { createHmac } from 'node:crypto';
 import WebSocket from 'ws';
 import { reply, serve, type Message } from '../lib/child.js';
+import { userToken } from '../lib/jwt.js';
 import {
   PROTOCOLS,
   createPublisher,
@@ -63,16 +63,8 @@ function publisher(via: PublishVia): Promise<Publisher> {
   return made;
 }
 
-function base64url(value: string | Buffer): string {
-  return Buffer.from(value).toString('base64url');
-}
-
 function token(uid: number): string {
-  const header = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const now = Math.floor(Date.now() / 1000);
-  const payload = base64url(JSON.stringify({ sub: String(uid), iat: now, exp: now + 7200 }));
-  const signature = createHmac('sha256', setup.secret).update(`${header}.${payload}`).digest();
-  return `${header}.${payload}.${base64url(signature)}`;
+  return userToken(setup.secret, uid);
 }
 
 function open(url: string, uid: number, localAddress: string | undefined): Promise<void> {
