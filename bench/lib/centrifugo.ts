@@ -4,12 +4,11 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { JWT_SECRET } from './deployment.js';
-import { ROOT } from './services.js';
+import { freePort, ROOT } from './services.js';
 import { sleep } from './stats.js';
 
 const run = promisify(execFile);
@@ -67,18 +66,6 @@ export async function centrifugoBinary(
     maxBuffer: 64 * 1024 * 1024,
   });
   return { binary };
-}
-
-/** A free TCP port on loopback, as the kernel hands one out. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
