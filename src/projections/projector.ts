@@ -143,7 +143,7 @@ export class Projector {
   private running = false;
   /** The read model's epoch, re-read with every partition's checkpoint. */
   private epoch = '';
-  private readonly confirms = new Map<number, NodeJS.Timeout>();
+  private readonly confirms = new Map<number, { timer: NodeJS.Timeout; offset: number }>();
   private readonly now: () => number;
   private readonly log: Logger;
 
@@ -188,8 +188,14 @@ export class Projector {
     this.stopping.abort();
     await this.consumer?.stop();
     this.consumer = null;
-    for (const timer of this.confirms.values()) clearTimeout(timer);
+    // What was announced is recorded now, not after the idle delay: a process starting next
+    // knows the announcements are complete without waiting for a commit.
+    const pending = [...this.confirms].map(([partition, { timer, offset }]) => {
+      clearTimeout(timer);
+      return this.confirm(partition, offset);
+    });
     this.confirms.clear();
+    await Promise.all(pending);
   }
 
   private async load(partition: number): Promise<number> {
@@ -240,16 +246,20 @@ export class Projector {
   }
 
   private scheduleConfirm(partition: number, offset: number): void {
-    clearTimeout(this.confirms.get(partition));
+    clearTimeout(this.confirms.get(partition)?.timer);
     const timer = setTimeout(() => {
       this.confirms.delete(partition);
-      const { db, log } = this.options;
-      confirmNotified(db, log.topic, partition, offset).catch((err: unknown) =>
-        this.log.debug({ err, partition }, 'could not record the announced offset'),
-      );
+      void this.confirm(partition, offset);
     }, CONFIRM_NOTIFIED_MS);
     timer.unref();
-    this.confirms.set(partition, timer);
+    this.confirms.set(partition, { timer, offset });
+  }
+
+  private async confirm(partition: number, offset: number): Promise<void> {
+    const { db, log } = this.options;
+    await confirmNotified(db, log.topic, partition, offset).catch((err: unknown) =>
+      this.log.debug({ err, partition }, 'could not record the announced offset'),
+    );
   }
 
   private async onBatch(whole: LogBatch, control: BatchControl): Promise<void> {

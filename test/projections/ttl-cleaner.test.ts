@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logger.js';
 import { TtlCleaner } from '../../src/projections/ttl-cleaner.js';
 import { getCommandResult } from '../../src/queries/get-publish-result.js';
 import { getStats } from '../../src/queries/get-stats.js';
+import { StoreUserViews } from '../../src/queries/user-view.js';
 import type { Runtime } from '../../src/runtime.js';
 import { typed } from '../../src/store/database.js';
 import { send, startPipeline, waitSettled } from '../helpers/pipeline.js';
@@ -210,7 +211,11 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('TtlCleaner on %s', (kind) =
       [2, { id: `${tag}-old-1` }],
       [3, { id: `${tag}-new` }],
     ]);
-    expect(await getStats(db, c)).toMatchObject({ headSeq: 3, floorSeq: 2, unreadCount: 2 });
+    expect(await getStats(new StoreUserViews(db), c)).toMatchObject({
+      headSeq: 3,
+      floorSeq: 2,
+      unreadCount: 2,
+    });
 
     // A later pass with the clock past everything empties the feeds; floors go past the heads.
     const last = Math.max(...after.map((d) => d.ts));
@@ -223,7 +228,11 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('TtlCleaner on %s', (kind) =
       { head: 6, floor: 7 },
       { head: 3, floor: 4 },
     ]);
-    expect(await getStats(db, a)).toMatchObject({ headSeq: 6, floorSeq: 7, unreadCount: 0 });
+    expect(await getStats(new StoreUserViews(db), a)).toMatchObject({
+      headSeq: 6,
+      floorSeq: 7,
+      unreadCount: 0,
+    });
     // New events continue the seqs above the floor.
     await publish(`${tag}-after`, [a]);
     expect(await deliveries(db, [a])).toMatchObject([{ uid: a, seq: 7, event_id: `${tag}-after` }]);
@@ -250,7 +259,11 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('TtlCleaner on %s', (kind) =
       ).toArray();
     // Expiry moves the floor and leaves the bitmap as it was.
     expect(await bitmap()).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(await getStats(db, u)).toMatchObject({ headSeq: 6, floorSeq: 4, unreadCount: 0 });
+    expect(await getStats(new StoreUserViews(db), u)).toMatchObject({
+      headSeq: 6,
+      floorSeq: 4,
+      unreadCount: 0,
+    });
 
     const topic = runtime.backend.log.topic;
     const changed = async (command: CommandRecord) => {
@@ -261,7 +274,10 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('TtlCleaner on %s', (kind) =
     expect(await bitmap()).toEqual([1, 2, 3, 4, 5, 6]);
     expect(await changed({ v: 1, type: 'markUnread', uid: u, seqs: [2, 5] })).toBe(1);
     expect(await bitmap()).toEqual([4, 6]);
-    expect(await getStats(db, u)).toMatchObject({ floorSeq: 4, unreadCount: 1 });
+    expect(await getStats(new StoreUserViews(db), u)).toMatchObject({
+      floorSeq: 4,
+      unreadCount: 1,
+    });
   });
 
   if (kind === 'kafka+mysql') {
