@@ -15,6 +15,8 @@ interface Setup {
   readonly pageSize: number;
   readonly connections: number;
   readonly seconds: number;
+  /** Requests per second offered in all, instead of as many as the server answers. */
+  readonly rate?: number;
 }
 
 serve(async (message: Message) => {
@@ -29,6 +31,7 @@ serve(async (message: Message) => {
     connections: setup.connections,
     pipelining: 1,
     duration: setup.seconds,
+    ...(setup.rate ? { overallRate: setup.rate } : {}),
     requests: [
       {
         method: 'GET',

@@ -98,7 +98,11 @@ export class ReadCache implements UserViews {
   private readonly entries = new Map<number, Entry>();
   /** Loads in flight per user; a change heard meanwhile makes their result unsafe to keep. */
   private readonly loads = new Map<number, { count: number; dirty: boolean }>();
-  private readonly heard = new Map<number, number>();
+  /**
+   * Positions heard since the subscription started, per epoch and partition: each covers the
+   * changes before it, whether heard (published since) or already in any state read since.
+   */
+  private readonly heardByEpoch = new Map<string, Map<number, number>>();
   private waiters: Waiter[] = [];
   /** The read model whose positions count; null until the first fence after (re)subscribing. */
   private epoch: string | null = null;
@@ -284,12 +288,22 @@ export class ReadCache implements UserViews {
     return this.subscription !== null && (this.subscription.isActive?.() ?? true);
   }
 
-  /** Forgets every user and position; `epoch` starts a new read model (null: none yet). */
-  private flush(epoch: string | null): void {
+  /** What was heard of the current epoch's positions. */
+  private heard(partition: number): number {
+    return (
+      (this.epoch === null ? undefined : this.heardByEpoch.get(this.epoch)?.get(partition)) ?? 0
+    );
+  }
+
+  /**
+   * Forgets every user; `epoch` starts a new read model (null: none yet). Positions stay unless
+   * the subscription may have missed records.
+   */
+  private flush(epoch: string | null, forgetPositions = epoch === null): void {
     this.generation++;
     this.entries.clear();
     this.bytes = 0;
-    this.heard.clear();
+    if (forgetPositions) this.heardByEpoch.clear();
     this.epoch = epoch;
     for (const load of this.loads.values()) load.dirty = true;
     const waiters = this.waiters;
@@ -301,15 +315,23 @@ export class ReadCache implements UserViews {
     for (const change of changes) this.apply(change);
     let moved = false;
     for (const position of positions) {
-      if (position.epoch !== this.epoch) continue;
-      if (position.offset > (this.heard.get(position.partition) ?? 0)) {
-        this.heard.set(position.partition, position.offset);
-        moved = true;
+      let heard = this.heardByEpoch.get(position.epoch);
+      if (!heard) {
+        // Two epochs at most: the current one and the one a rebuild is making.
+        for (const epoch of this.heardByEpoch.keys()) {
+          if (this.heardByEpoch.size < 2) break;
+          if (epoch !== this.epoch) this.heardByEpoch.delete(epoch);
+        }
+        this.heardByEpoch.set(position.epoch, (heard = new Map()));
+      }
+      if (position.offset > (heard.get(position.partition) ?? 0)) {
+        heard.set(position.partition, position.offset);
+        if (position.epoch === this.epoch) moved = true;
       }
     }
     if (moved && this.waiters.length > 0) {
       this.waiters = this.waiters.filter((waiter) => {
-        if ((this.heard.get(waiter.partition) ?? 0) < waiter.offset) return true;
+        if (this.heard(waiter.partition) < waiter.offset) return true;
         waiter.done(true);
         return false;
       });
@@ -359,7 +381,7 @@ export class ReadCache implements UserViews {
     }
     if (fence.epoch !== this.epoch || fence.generation !== this.generation) return false;
     const offset = fence.committed.get(partition) ?? 0;
-    if ((this.heard.get(partition) ?? 0) >= offset) return true;
+    if (this.heard(partition) >= offset) return true;
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
@@ -440,8 +462,12 @@ export class ReadCache implements UserViews {
         'the read model changed (rebuild or new database): cache flushed',
       );
     }
-    this.flush(fence.epoch);
-    for (const [partition, offset] of fence.notified) this.heard.set(partition, offset);
+    this.flush(fence.epoch, false);
+    let heard = this.heardByEpoch.get(fence.epoch);
+    if (!heard) this.heardByEpoch.set(fence.epoch, (heard = new Map()));
+    for (const [partition, offset] of fence.notified) {
+      if (offset > (heard.get(partition) ?? 0)) heard.set(partition, offset);
+    }
     return { ...fence, generation: this.generation };
   }
 }

@@ -127,6 +127,28 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('read cache (%s)', (backend)
     expect(after.pageHits - before.pageHits).toBeGreaterThan(0);
   });
 
+  it('should answer from memory right after a write, in a process that had not read yet', async () => {
+    const cache = new ReadCache({
+      db: reader.backend.db,
+      feed: reader.backend.feed,
+      topic: reader.backend.log.topic,
+      maxBytes: 1 << 20,
+      waitMs: 5_000,
+      logger: createLogger('warn'),
+    });
+    await cache.start();
+    try {
+      const uid = freshUid();
+      await client(writer)('POST', '/v1/events?wait=true', { to: [uid], body: {} });
+      // The write's position came before the cache knew the epoch: it must still count.
+      expect((await cache.open(uid)).state.headSeq).toBe(1);
+      expect((await cache.open(uid)).state.headSeq).toBe(1);
+      expect(cache.stats()).toMatchObject({ misses: 1, hits: 1, fallbacks: 0 });
+    } finally {
+      await cache.stop();
+    }
+  });
+
   it('should never answer a lower head, floor or read version than before', async () => {
     const uid = freshUid();
     const write = client(writer);
