@@ -276,7 +276,7 @@ export const diff: Benchmark = {
 
     const kafka = await kafkaDeployment(services, { partitions: 8 });
     try {
-      await seedKafka(kafka, services.kafkaBrokers, ctx.log);
+      await seedKafka(kafka, services.kafkaBrokers, (line) => ctx.log(line));
       const transports: Transport[] = ['REST', 'gRPC', 'WebSocket', `REST at ${FIXED_RATE}/s`];
       const perSecond: Record<string, number> = {};
       for (const variant of VARIANTS) {
@@ -314,7 +314,7 @@ export const diff: Benchmark = {
           { label: `embedded (${variant.name})` },
         );
         try {
-          if (!seeded) await seedRest(server, ctx.log);
+          if (!seeded) await seedRest(server, (line) => ctx.log(line));
           seeded = true;
           const measured = await measureServer(server, ['REST', 'WebSocket'], seconds);
           details[`embedded ${variant.name}`] = measured;

@@ -184,6 +184,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
         topic: backend.log.topic,
         maxBytes: config.readCacheBytes,
         waitMs: config.readCacheWaitMs,
+        // The embedded store is this process's alone (the data folder is locked).
+        ...(backend.kind.log === 'embedded' && projector
+          ? { localCommits: () => progress.appliedOffsets() }
+          : {}),
         logger,
       });
       await started.start();

@@ -22,8 +22,8 @@ function open(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     ws.once('error', reject);
-    ws.on('message', function first(data) {
-      const text = String(data as Buffer);
+    ws.on('message', function first(data: Buffer) {
+      const text = data.toString();
       if (!text.startsWith('{"type":"hello"')) return;
       ws.off('message', first);
       resolve(ws);
@@ -52,7 +52,7 @@ serve(async (message: Message) => {
       const sent = performance.now();
       const answer = await new Promise<string>((resolve) => {
         const onMessage = (data: Buffer) => {
-          const text = String(data);
+          const text = data.toString();
           if (!text.includes(`"reqId":${id},`) && !text.includes(`"reqId":${id}}`)) return;
           ws.off('message', onMessage);
           resolve(text);

@@ -1,4 +1,4 @@
-import { toFeedEvent, type FeedPage } from './feed-event.js';
+import { toFeedEvents, type FeedPage } from './feed-event.js';
 import type { UserViews } from './user-view.js';
 
 export interface DiffQuery {
@@ -23,6 +23,6 @@ export async function diff(views: UserViews, query: DiffQuery): Promise<FeedPage
   }
   const rows = await view.page(start + 1, state.headSeq, 'asc', query.limit + 1);
   const more = rows.length > query.limit;
-  const events = rows.slice(0, query.limit).map((row) => toFeedEvent(row, state.bitmap));
+  const events = toFeedEvents(rows, query.limit, state.bitmap);
   return { headSeq: state.headSeq, floorSeq: state.floorSeq, events, more, reset };
 }

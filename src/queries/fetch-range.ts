@@ -1,4 +1,4 @@
-import { toFeedEvent, type FeedPage } from './feed-event.js';
+import { toFeedEvents, type FeedPage } from './feed-event.js';
 import type { UserViews } from './user-view.js';
 
 export interface FetchRangeQuery {
@@ -24,6 +24,6 @@ export async function fetchRange(views: UserViews, query: FetchRangeQuery): Prom
   }
   const rows = await view.page(lo, hi, query.order, query.limit + 1);
   const more = rows.length > query.limit;
-  const events = rows.slice(0, query.limit).map((row) => toFeedEvent(row, state.bitmap));
+  const events = toFeedEvents(rows, query.limit, state.bitmap);
   return { headSeq: state.headSeq, floorSeq: state.floorSeq, events, more, reset };
 }

