@@ -86,6 +86,32 @@ async function runLoad(
   }
 }
 
+const CACHE_COUNTERS = {
+  hits: 'minipush_read_cache_requests_total{result="hit"}',
+  misses: 'minipush_read_cache_requests_total{result="miss"}',
+  fallbacks: 'minipush_read_cache_requests_total{result="fallback"}',
+  pageHits: 'minipush_read_cache_pages_total{result="hit"}',
+  pageMisses: 'minipush_read_cache_pages_total{result="miss"}',
+  fences: 'minipush_read_cache_fences_total',
+} as const;
+
+async function cacheCounters(server: ServerProcess): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [name, metric] of Object.entries(CACHE_COUNTERS)) {
+    out[name] = await scrapeMetric(server.url!, metric);
+  }
+  return out;
+}
+
+/** "97 % hits" and the rest, from the counters' growth during one load. */
+function cacheSummary(before: Record<string, number>, after: Record<string, number>): string {
+  const d = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+  const queries = d('hits') + d('misses') + d('fallbacks');
+  if (queries === 0) return 'read cache unused';
+  const pct = (n: number, of: number) => `${Math.round((n / Math.max(1, of)) * 100)} %`;
+  return `read cache: ${pct(d('hits'), queries)} hits, ${pct(d('fallbacks'), queries)} fallbacks, pages ${pct(d('pageHits'), d('pageHits') + d('pageMisses'))} from memory, ${(queries / Math.max(1, d('fences'))).toFixed(1)} queries per fence`;
+}
+
 /** Every transport's load against one server answering queries. */
 async function measureServer(
   server: ServerProcess,
@@ -103,6 +129,7 @@ async function measureServer(
   };
   const out: Partial<Record<Transport, LoadResult>> = {};
   for (const transport of transports) {
+    const before = await cacheCounters(server);
     if (transport === 'REST') {
       out[transport] = await runLoad(
         'rest-diff',
@@ -137,6 +164,10 @@ async function measureServer(
         seconds,
       );
     }
+    out[transport] = {
+      ...out[transport],
+      cache: cacheSummary(before, await cacheCounters(server)),
+    };
   }
   return out;
 }
@@ -174,7 +205,7 @@ function rowsOf(
       value: Math.round(result.latency.p99 * 100) / 100,
       unit: 'ms',
       ...(target?.p99 ? atMost(result.latency.p99, target.p99) : info()),
-      conditions: `p50 ${Number(result.latency.p50).toFixed(2)} ms, ${result.perSecond} req/s; CPU % of a core: ${JSON.stringify(result.cpu.processes)}, box ${result.cpu.systemBusyPercent} % busy`,
+      conditions: `p50 ${Number(result.latency.p50).toFixed(2)} ms, ${Math.round(result.perSecond)} req/s, ${String(result.cache)}; CPU % of a core: ${JSON.stringify(result.cpu.processes)}, box ${result.cpu.systemBusyPercent} % busy`,
     });
     const mariadb = result.cpu.processes.mariadb;
     if (mariadb !== undefined && result.perSecond > 0) {

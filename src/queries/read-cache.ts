@@ -47,6 +47,8 @@ export interface ReadCacheStats {
   /** Queries that read the store because the heads stream was behind or unavailable. */
   readonly fallbacks: number;
   readonly evictions: number;
+  /** Fence queries run against the store (one serves every query waiting for it). */
+  readonly fences: number;
   /** Pages of events served from memory, and read from the store. */
   readonly pageHits: number;
   readonly pageMisses: number;
@@ -118,7 +120,15 @@ export class ReadCache implements UserViews {
   private fenceInFlight: Promise<Fence> | null = null;
   private fenceNext: Promise<Fence> | null = null;
   private bytes = 0;
-  private counts = { hits: 0, misses: 0, fallbacks: 0, evictions: 0, pageHits: 0, pageMisses: 0 };
+  private counts = {
+    hits: 0,
+    misses: 0,
+    fallbacks: 0,
+    evictions: 0,
+    fences: 0,
+    pageHits: 0,
+    pageMisses: 0,
+  };
 
   constructor(private readonly options: ReadCacheOptions) {
     this.store = new StoreUserViews(options.db);
@@ -434,6 +444,7 @@ export class ReadCache implements UserViews {
 
   private async runFence(): Promise<Fence> {
     const generation = this.generation;
+    this.counts.fences++;
     try {
       const rows = await typed<
         {

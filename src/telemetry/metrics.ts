@@ -53,6 +53,7 @@ export interface ReadCacheCounts {
   readonly pageHits: number;
   readonly pageMisses: number;
   readonly evictions: number;
+  readonly fences: number;
   readonly entries: number;
   readonly bytes: number;
 }
@@ -161,6 +162,17 @@ export class Metrics {
         this.reset();
         this.inc({ result: 'hit' }, counts.pageHits);
         this.inc({ result: 'miss' }, counts.pageMisses);
+      },
+    });
+    new Counter({
+      name: 'minipush_read_cache_fences_total',
+      help: 'Queries the read cache ran to learn how far the store has committed (one serves every query waiting)',
+      registers,
+      collect: function (this: Counter) {
+        const counts = readCache();
+        if (!counts) return;
+        this.reset();
+        this.inc(counts.fences);
       },
     });
     new Counter({
