@@ -35,8 +35,9 @@ export interface WebSocketRoutesOptions {
 /** A `ws` socket, over the TCP connection `tcp`, as the hub drives sessions. */
 function sessionSocket(socket: WebSocket, tcp: Duplex): SessionSocket {
   return {
+    // ws's own count adds the frames it holds back to compress, which it never does here.
     get bufferedAmount() {
-      return socket.bufferedAmount;
+      return tcp.writableLength;
     },
     isOpen: () => socket.readyState === socket.OPEN,
     // A Buffer is a text frame too: the hub only speaks JSON text.
