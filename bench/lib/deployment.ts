@@ -45,7 +45,13 @@ export function killAllServers(): void {
  */
 export function spawnServer(
   env: Record<string, string>,
-  options: { args?: string[]; label?: string; timeoutMs?: number } = {},
+  options: {
+    args?: string[];
+    label?: string;
+    timeoutMs?: number;
+    /** Another build's `dist/src/bin.js` (a baseline checkout), instead of this one's. */
+    bin?: string;
+  } = {},
 ): Promise<ServerProcess> {
   const roles = env.MINIPUSH_ROLES ?? 'all';
   const profile = process.env.MINIPUSH_BENCH_PROFILE;
@@ -55,15 +61,19 @@ export function spawnServer(
     fs.mkdirSync(dir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
-  const child = spawn(process.execPath, [...nodeArgs, BIN, ...(options.args ?? ['serve'])], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      KAFKAJS_NO_PARTITIONER_WARNING: '1',
-      MINIPUSH_LOG_LEVEL: 'info',
-      ...env,
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, options.bin ?? BIN, ...(options.args ?? ['serve'])],
+    {
+      env: {
+        PATH: process.env.PATH ?? '',
+        KAFKAJS_NO_PARTITIONER_WARNING: '1',
+        MINIPUSH_LOG_LEVEL: 'info',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   alive.add(child);
   const lines: string[] = [];
   let stderr = '';

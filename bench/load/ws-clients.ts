@@ -45,6 +45,8 @@ const published = new Map<number, Map<number, number>>();
 let latencies: number[] = [];
 let tracking = false;
 
+const HEAD_PREFIX = Buffer.from('{"type":"head"');
+
 function base64url(value: string | Buffer): string {
   return Buffer.from(value).toString('base64url');
 }
@@ -66,15 +68,22 @@ function open(url: string, uid: number, localAddress: string | undefined): Promi
     const session: Session = { uid, ws, head: 0 };
     let settled = false;
     ws.on('message', (data) => {
-      const text = (
-        Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer)
-      ).toString('utf8');
-      // Counting nudges needs no parse: the hub writes head messages type first.
-      if (!tracking && text.startsWith('{"type":"head"')) {
+      const bytes = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
+      // Counting nudges needs no copy, no decode and no parse: the hub writes head messages type
+      // first. The load process shares the box's cores with the hub it measures.
+      if (
+        !tracking &&
+        bytes.length >= HEAD_PREFIX.length &&
+        bytes.compare(HEAD_PREFIX, 0, HEAD_PREFIX.length, 0, HEAD_PREFIX.length) === 0
+      ) {
         nudges++;
         return;
       }
-      const message = JSON.parse(text) as { type: string; headSeq?: number };
+      const message = JSON.parse(bytes.toString('utf8')) as { type: string; headSeq?: number };
       if (message.type === 'head') {
         nudges++;
         const head = message.headSeq ?? 0;
