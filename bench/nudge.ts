@@ -238,6 +238,7 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
     // The hub alone: the load process plays the projector and produces head changes for every
     // user straight to the heads topic, HEAD_ROUNDS a second: 62.5 ms apart, past the 50 ms
     // nudge window, so each is a nudge to every session (offered 160,000 nudges/s).
+    ctx.log(`fanout ${variant.label}: the hub alone, head changes straight to the heads topic`);
     const hubBefore = await count();
     const hubWindow = cpuWindow(stack.pids());
     const hubStarted = performance.now();

@@ -41,7 +41,7 @@ export function killAllServers(): void {
 /**
  * Starts the built `minipush` command with the given environment and resolves once it says it
  * is running. `MINIPUSH_BENCH_PROFILE=<roles>` adds `--cpu-prof` to processes with those roles
- * (profiles land in bench-results/profiles/).
+ * (profiles land in bench-results/profiles/); `MINIPUSH_BENCH_NODE_OPTIONS` is their NODE_OPTIONS.
  */
 export function spawnServer(
   env: Record<string, string>,
@@ -69,6 +69,10 @@ export function spawnServer(
         PATH: process.env.PATH ?? '',
         KAFKAJS_NO_PARTITIONER_WARNING: '1',
         MINIPUSH_LOG_LEVEL: 'info',
+        // e.g. --perf-basic-prof, so `perf record` can name the JIT's frames.
+        ...(process.env.MINIPUSH_BENCH_NODE_OPTIONS
+          ? { NODE_OPTIONS: process.env.MINIPUSH_BENCH_NODE_OPTIONS }
+          : {}),
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
