@@ -21,11 +21,17 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/** Resolves once `condition` holds, checking every 50 ms. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 50));
+}
+
 /** One hub deployment of two worker processes behind one port, and a projector + api process. */
 describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
   let hub: MiniPushProcess;
   let api: MiniPushProcess;
   let cleanup: () => Promise<void>;
+  let env: Record<string, string>;
   const sockets: TestSocket[] = [];
 
   /** A session and the id of the hub (worker) that greeted it. */
@@ -60,7 +66,7 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
     await prepareBackend(made.config, backend, createLogger('warn'));
     await backend.close();
     const c = made.config;
-    const env = deploymentEnv(c, {
+    env = deploymentEnv(c, {
       sessionQuota: c.sessionQuota,
       nudgeWindowMs: c.nudgeWindowMs,
       grpcPort: -1,
@@ -113,6 +119,19 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
       expect(socket.messages.filter((m) => m.type === 'kickoff')).toEqual([]);
       expect(socket.ws.readyState).toBe(WebSocket.OPEN);
     }
+  });
+
+  it('should take its workers with it when the first process is killed outright', async () => {
+    const doomed = await spawnMiniPush({
+      ...env,
+      MINIPUSH_ROLES: 'hub',
+      MINIPUSH_HUB_WORKERS: '2',
+    });
+    const pids = doomed.logs.find((l) => l.msg === 'minipush is running')?.workers as number[];
+    expect(pids).toHaveLength(2);
+    await doomed.kill('SIGKILL');
+    // Each worker exits when its channel to the first process closes.
+    await until(() => pids.every((pid) => !isRunning(pid)));
   });
 
   it('should stop every worker when the hub stops, closing sessions with 1012', async () => {
