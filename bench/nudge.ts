@@ -1,11 +1,12 @@
 import type { BenchContext, Benchmark, Outcome } from './lib/context.js';
-import { LoadProcess } from './lib/child.js';
+import { killAllChildren, LoadProcess } from './lib/child.js';
 import os from 'node:os';
 import path from 'node:path';
 import { cpuWindow, servicePids, type CpuReport } from './lib/cpu.js';
 import {
   JWT_SECRET,
   kafkaDeployment,
+  killAllServers,
   scrapeMetric,
   spawnServer,
   type Deployment,
@@ -291,7 +292,21 @@ export const fanout: Benchmark = {
       ...(cores > 1 ? [{ label: `${cores} workers`, workers: cores }] : []),
     ].filter((v) => ctx.only === null || v.label.includes(ctx.only));
     const figures: VariantFigures[] = [];
-    for (const variant of variants) figures.push(await fanoutVariant(ctx, variant));
+    const failed: string[] = [];
+    for (const variant of variants) {
+      try {
+        figures.push(await fanoutVariant(ctx, variant));
+      } catch (err) {
+        // One variant's failure (a load process starved on a busy box) keeps the others' rows.
+        ctx.log(
+          `fanout ${variant.label} FAILED: ${err instanceof Error ? err.message : String(err)}`,
+        );
+        failed.push(variant.label);
+        killAllChildren();
+        killAllServers();
+      }
+    }
+    if (figures.length === 0) throw new Error(`every fanout variant failed: ${failed.join(', ')}`);
     const seconds = ctx.quick ? 10 : 30;
     const baseline = figures.find((f) => f.label === 'before');
     const best = figures.reduce<VariantFigures | null>(
@@ -342,6 +357,6 @@ export const fanout: Benchmark = {
         });
       }
     }
-    return { rows, details: { variants: figures } };
+    return { rows, details: { variants: figures, failed } };
   },
 };
