@@ -256,6 +256,9 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
     const hubAfter = await count();
     const hubElapsed = (performance.now() - hubStarted) / 1000;
     const hubAloneCpu = hubWindow.stop();
+    if (hubAloneCpu.cpuSeconds['minipush(hub)'] === undefined) {
+      throw new Error(`the hub was gone by the end of its window\n${stack.hub.problems()}`);
+    }
     const delivered = hubAfter - hubBefore;
     const figures: VariantFigures = {
       label: variant.label,
