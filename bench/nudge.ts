@@ -77,7 +77,7 @@ async function hubStack(
     ctx.log(`${connected.opened} sessions open in ${connected.seconds.toFixed(1)} s`);
     if (connected.opened < sessions) {
       throw new Error(
-        `only ${connected.opened} of ${sessions} sessions opened: ${connected.errors.join('; ')}`,
+        `only ${connected.opened} of ${sessions} sessions opened: ${connected.errors.join('; ')}\n${hub.problems()}`,
       );
     }
     // Let the session records and hellos settle.
@@ -257,7 +257,10 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
     const hubElapsed = (performance.now() - hubStarted) / 1000;
     const hubAloneCpu = hubWindow.stop();
     if (hubAloneCpu.cpuSeconds['minipush(hub)'] === undefined) {
-      throw new Error(`the hub was gone by the end of its window\n${stack.hub.problems()}`);
+      const { exitCode, signalCode } = stack.hub.child;
+      throw new Error(
+        `the hub was gone by the end of its window (exit ${exitCode ?? signalCode})\n${stack.hub.problems()}`,
+      );
     }
     const delivered = hubAfter - hubBefore;
     const figures: VariantFigures = {
