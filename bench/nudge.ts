@@ -1,8 +1,9 @@
 import type { BenchContext, Benchmark, Outcome } from './lib/context.js';
-import { killAllChildren, LoadProcess } from './lib/child.js';
 import os from 'node:os';
 import path from 'node:path';
+import { killAllChildren, LoadProcess } from './lib/child.js';
 import { cpuWindow, servicePids, type CpuReport } from './lib/cpu.js';
+import { deliveredSoFar, deliveryWindow } from './lib/deliveries.js';
 import {
   JWT_SECRET,
   kafkaDeployment,
@@ -12,11 +13,14 @@ import {
   type Deployment,
   type ServerProcess,
 } from './lib/deployment.js';
+import type { PublishVia } from './lib/protocols.js';
 import { atLeast, atMost, info, type Row } from './lib/result.js';
 import { sleep } from './lib/stats.js';
 
 interface HubStack {
   readonly deployment: Deployment;
+  /** Publishing as a business server does: the Kafka producer to the commands topic. */
+  readonly via: Extract<PublishVia, { kind: 'kafka' }>;
   readonly projector: ServerProcess;
   readonly hub: ServerProcess;
   readonly clients: LoadProcess;
@@ -62,8 +66,6 @@ async function hubStack(
             },
           ],
           connectConcurrency: 100,
-          brokers: services.kafkaBrokers,
-          topicPrefix: deployment.config.topicPrefix,
         },
       },
       'ready',
@@ -84,6 +86,11 @@ async function hubStack(
     await sleep(2000);
     return {
       deployment,
+      via: {
+        kind: 'kafka',
+        brokers: services.kafkaBrokers,
+        topicPrefix: deployment.config.topicPrefix,
+      },
       projector,
       hub,
       clients,
@@ -119,7 +126,7 @@ export const nudge: Benchmark = {
     try {
       const window = cpuWindow(stack.pids());
       const result = await stack.clients.ask<Record<string, number> & { type: string }>(
-        { type: 'latency', rate, seconds, settleMs: 3000 },
+        { type: 'latency', rate, seconds, settleMs: 3000, via: stack.via },
         'latency',
         (seconds + 60) * 1000,
       );
@@ -194,7 +201,7 @@ interface VariantFigures {
   readonly receivedRatio: number;
 }
 
-/** "hub 98 % (user 40 / sys 58), ws clients 60 %, …, box 99 % busy", for a conditions column. */
+/** "hub 98% (usr 40/sys 58), ws clients 60%, …; box 99% busy", for a conditions column. */
 function cpuSplit(cpu: CpuReport): string {
   const parts = Object.entries(cpu.processes)
     .filter(([, percent]) => percent >= 3)
@@ -208,6 +215,12 @@ function cpuSplit(cpu: CpuReport): string {
   return `CPU in % of a core: ${parts.join(', ')}; box ${cpu.systemBusyPercent}% busy of ${cpu.cores} cores`;
 }
 
+/**
+ * Head rounds a second when the load process plays the projector: 62.5 ms apart, past the
+ * 50 ms nudge window, so each is a nudge to every session (offered 160,000 nudges/s).
+ */
+const HEAD_ROUNDS = 16;
+
 /** The fan-out phases on one fresh stack: through the projector, then the hub alone. */
 async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<VariantFigures> {
   const seconds = ctx.quick ? 10 : 30;
@@ -218,58 +231,51 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
     ...(variant.bin ? { bin: variant.bin } : {}),
     ...(variant.workers > 1 ? { workers: variant.workers } : {}),
   });
-  const count = async () =>
-    (await stack.clients.ask<{ type: string; nudges: number }>({ type: 'count' }, 'counts')).nudges;
   try {
-    const before = await count();
-    const window = cpuWindow(stack.pids());
-    const started = performance.now();
-    const done = await stack.clients.ask<{ type: string; sent: number }>(
-      { type: 'fanout', rate, seconds },
-      'fanout',
-      (seconds + 60) * 1000,
-    );
+    const before = await deliveredSoFar([stack.clients]);
+    const timeoutMs = (seconds + 60) * 1000;
     // Count over the publishing window only: no credit for a backlog drained afterwards.
-    const after = await count();
-    const elapsed = (performance.now() - started) / 1000;
-    const endToEndCpu = window.stop();
+    const endToEnd = await deliveryWindow(
+      [stack.clients],
+      stack.pids(),
+      { type: 'fanout', rate, seconds, via: stack.via },
+      'fanout',
+      timeoutMs,
+    );
     await sleep(3000);
-    const settled = await count();
-    const offered = done.sent * users * perUser;
-    // The hub alone: the load process plays the projector and produces head changes for every
-    // user straight to the heads topic, HEAD_ROUNDS a second: 62.5 ms apart, past the 50 ms
-    // nudge window, so each is a nudge to every session (offered 160,000 nudges/s).
+    const settled = await deliveredSoFar([stack.clients]);
+    const offered = Number(endToEnd.answers[0]!.sent) * users * perUser;
     ctx.log(`fanout ${variant.label}: the hub alone, head changes straight to the heads topic`);
-    const hubBefore = await count();
-    const hubWindow = cpuWindow(stack.pids());
-    const hubStarted = performance.now();
-    await stack.clients.ask<{ type: string; rounds: number }>(
+    const hubAlone = await deliveryWindow(
+      [stack.clients],
+      stack.pids(),
       {
-        type: 'heads',
+        type: 'fanout',
         rate: HEAD_ROUNDS,
         seconds,
-        topic: `${stack.deployment.config.topicPrefix}.heads`,
+        via: {
+          kind: 'heads',
+          brokers: stack.via.brokers,
+          topic: `${stack.deployment.config.topicPrefix}.heads`,
+        },
       },
-      'heads',
-      (seconds + 60) * 1000,
+      'fanout',
+      timeoutMs,
     );
-    const hubAfter = await count();
-    const hubElapsed = (performance.now() - hubStarted) / 1000;
-    const hubAloneCpu = hubWindow.stop();
-    if (hubAloneCpu.cpuSeconds['minipush(hub)'] === undefined) {
+    const hubSeconds = hubAlone.cpu.cpuSeconds['minipush(hub)'];
+    if (hubSeconds === undefined) {
       const { exitCode, signalCode } = stack.hub.child;
       throw new Error(
         `the hub was gone by the end of its window (exit ${exitCode ?? signalCode})\n${stack.hub.problems()}`,
       );
     }
-    const delivered = hubAfter - hubBefore;
     const figures: VariantFigures = {
       label: variant.label,
-      hubAlonePerSecond: delivered / hubElapsed,
-      hubCpuPerNudgeUs: ((hubAloneCpu.cpuSeconds['minipush(hub)'] ?? 0) / delivered) * 1e6,
-      endToEndPerSecond: (after - before) / elapsed,
-      hubAloneCpu,
-      endToEndCpu,
+      hubAlonePerSecond: hubAlone.perSecond,
+      hubCpuPerNudgeUs: (hubSeconds / hubAlone.delivered) * 1e6,
+      endToEndPerSecond: endToEnd.perSecond,
+      hubAloneCpu: hubAlone.cpu,
+      endToEndCpu: endToEnd.cpu,
       receivedRatio: (settled - before) / offered,
     };
     ctx.log(
@@ -281,8 +287,6 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
     await stack.close();
   }
 }
-
-const HEAD_ROUNDS = 16;
 
 export const fanout: Benchmark = {
   name: 'fanout',

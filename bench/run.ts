@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BenchContext, Benchmark } from './lib/context.js';
+import { killAllCentrifugo } from './lib/centrifugo.js';
 import { killAllChildren } from './lib/child.js';
 import { killAllServers } from './lib/deployment.js';
 import { RESULTS_DIR, machine, table, writeResult, type BenchResult } from './lib/result.js';
@@ -14,6 +15,7 @@ import { acquireServices, type Services } from './lib/services.js';
 import { diff } from './diff.js';
 import { ingest } from './ingest.js';
 import { fanout, nudge } from './nudge.js';
+import { peers } from './peers.js';
 import { readState } from './read-state.js';
 import { rebuild } from './rebuild.js';
 import { sessions } from './sessions.js';
@@ -26,16 +28,20 @@ const BENCHMARKS: readonly Benchmark[] = [
   fanout,
   readState,
   rebuild,
+  peers,
 ];
 
 function usage(): string {
   return [
     'usage: npm run bench [-- <name>…] [--quick]',
     '',
-    ...BENCHMARKS.map((b) => `  ${b.name.padEnd(12)} ${b.description}`),
+    ...BENCHMARKS.map(
+      (b) => `  ${b.name.padEnd(12)} ${b.description}${b.byNameOnly ? ' (only when named)' : ''}`,
+    ),
     '',
     '  --quick      shorter windows: a smoke run, not the figures of record',
-    '  --only=TEXT  run only the variants whose label contains TEXT (ingest: kafka/1, embedded/100…)',
+    '  --only=TEXT  run only the variants whose label contains TEXT (ingest: kafka/1, embedded/100…;\n' +
+      '               peers: centrifugo, centrifugo-history, embedded, kafka)',
     '  --baseline=DIR  a built checkout of an earlier commit: fanout runs its hub as the "before" variant',
   ].join('\n');
 }
@@ -55,7 +61,10 @@ async function main(): Promise<number> {
     process.stderr.write(`unknown benchmark(s): ${unknown.join(', ')}\n${usage()}\n`);
     return 2;
   }
-  const chosen = names.length === 0 ? BENCHMARKS : BENCHMARKS.filter((b) => names.includes(b.name));
+  const chosen =
+    names.length === 0
+      ? BENCHMARKS.filter((b) => !b.byNameOnly)
+      : BENCHMARKS.filter((b) => names.includes(b.name));
 
   const held: { services: Promise<Services> | null } = { services: null };
   const started = performance.now();
@@ -85,6 +94,7 @@ async function main(): Promise<number> {
           seconds: Math.round((performance.now() - t0) / 100) / 10,
           machine: machine(),
           rows: outcome.rows,
+          ...(outcome.markdown === undefined ? {} : { markdown: outcome.markdown }),
           details: { quick, ...outcome.details },
         };
         results.push(result);
@@ -94,8 +104,7 @@ async function main(): Promise<number> {
         log(
           `${benchmark.name} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
         );
-        killAllChildren();
-        killAllServers();
+        killAll();
       }
     }
   } finally {
@@ -109,6 +118,9 @@ async function main(): Promise<number> {
     '',
     table(results),
     '',
+    ...results.flatMap((r) =>
+      r.markdown === undefined ? [] : [`## ${r.name}`, '', r.markdown, ''],
+    ),
   ].join('\n');
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   fs.writeFileSync(path.join(RESULTS_DIR, quick ? 'summary-quick.md' : 'summary.md'), summary);
@@ -116,10 +128,16 @@ async function main(): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
+/** SIGKILLs every process the benchmarks started (for a failed or interrupted run). */
+function killAll(): void {
+  killAllChildren();
+  killAllServers();
+  killAllCentrifugo();
+}
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    killAllChildren();
-    killAllServers();
+    killAll();
     process.exit(130);
   });
 }
@@ -128,8 +146,7 @@ main().then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    killAllChildren();
-    killAllServers();
+    killAll();
     process.exit(1);
   },
 );

@@ -1,6 +1,6 @@
 import type { Benchmark, Outcome } from './lib/context.js';
 import { LoadProcess } from './lib/child.js';
-import { rssBytes } from './lib/cpu.js';
+import { rssBytes, settledRss } from './lib/cpu.js';
 import {
   JWT_SECRET,
   kafkaDeployment,
@@ -23,24 +23,6 @@ function clientSetup(url: string, firstUid: number, addresses: string[]) {
       connectConcurrency: 200,
     },
   };
-}
-
-/**
- * RSS of an idle process once it stopped moving: the connection burst leaves garbage that V8's
- * memory reducer collects and returns a few seconds after allocation calms down. Takes the
- * lowest of the last five one-second samples once they agree within 1 MiB, 40 s at most.
- */
-async function settledRss(pid: number): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < 40; i++) {
-    await sleep(1000);
-    samples.push(rssBytes(pid));
-    const last = samples.slice(-5);
-    if (last.length === 5 && Math.max(...last) - Math.min(...last) < 1024 * 1024) {
-      return Math.min(...last);
-    }
-  }
-  return Math.min(...samples.slice(-5));
 }
 
 export const sessions: Benchmark = {

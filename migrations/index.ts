@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import * as initial from './20261125-001-initial.js';
 import * as eventsPerPartition from './20261202-002-events-per-partition.js';
+import * as readModelEpoch from './20261203-003-read-model-epoch.js';
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -11,6 +12,7 @@ interface Migration {
 const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['20261125-001-initial', initial],
   ['20261202-002-events-per-partition', eventsPerPartition],
+  ['20261203-003-read-model-epoch', readModelEpoch],
 ];
 
 export const migrationSource: Knex.MigrationSource<readonly [string, Migration]> = {

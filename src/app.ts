@@ -12,9 +12,11 @@ import { openFileLimit, sessionCapacity } from './hubs/fd-limit.js';
 import { Hub } from './hubs/hub.js';
 import { KafkaSessionBus, LocalSessionBus, type SessionBus } from './hubs/session-bus.js';
 import type { Logger } from './logger.js';
+import { SharedChangeFeed } from './log/shared-feed.js';
 import { ProjectionProgress } from './projections/projection-progress.js';
 import { Projector } from './projections/projector.js';
 import { TtlCleaner } from './projections/ttl-cleaner.js';
+import { ReadCache } from './queries/read-cache.js';
 import { MiniPushService, type ServiceSettings } from './service.js';
 import { closeGrpc, createGrpcServer, listenGrpc } from './transports/grpc/server.js';
 import { buildHttpApp, type HttpApp } from './transports/http/app.js';
@@ -43,6 +45,8 @@ export interface App {
   readonly projector: Projector | null;
   readonly cleaner: TtlCleaner | null;
   readonly hub: Hub | null;
+  /** In front of the store for the queries of the api and hub roles, unless turned off. */
+  readonly readCache: ReadCache | null;
   readonly service: MiniPushService;
   readonly authenticator: Authenticator;
   /** This process's Prometheus metrics, served at `/metrics`. */
@@ -145,6 +149,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
     if (config.roles.includes('cleaner')) {
       const started = new TtlCleaner({
         db: backend.db,
+        log: backend.log,
+        progress,
+        waitTimeoutMs: config.waitTimeoutMs,
         ttlMs: config.eventTtlMs,
         batchSize: config.cleanerBatchSize,
         intervalMs: config.cleanerIntervalMs,
@@ -165,8 +172,32 @@ export async function buildApp(options: AppOptions): Promise<App> {
     }
     const authenticator = new Authenticator(authSettings);
     await authenticator.whenReady();
+    // The hub and the read cache hear the heads stream through one subscription.
+    const heads = new SharedChangeFeed(backend.feed);
+    closers.push({ name: 'heads subscription', close: () => heads.close() });
+    let readCache: ReadCache | null = null;
+    const answersQueries = config.roles.includes('api') || config.roles.includes('hub');
+    if (answersQueries && config.readCacheBytes > 0) {
+      const started = new ReadCache({
+        db: backend.db,
+        feed: heads,
+        topic: backend.log.topic,
+        maxBytes: config.readCacheBytes,
+        waitMs: config.readCacheWaitMs,
+        // The embedded store is this process's alone (the data folder is locked).
+        ...(backend.kind.log === 'embedded' && projector
+          ? { localCommits: () => progress.appliedOffsets() }
+          : {}),
+        logger,
+      });
+      await started.start();
+      closers.push({ name: 'read cache', close: () => started.stop() });
+      metrics.watchReadCache(() => started.stats());
+      readCache = started;
+    }
     const service = new MiniPushService({
       db: backend.db,
+      ...(readCache ? { views: readCache } : {}),
       log: backend.log,
       progress,
       settings: serviceSettings(config),
@@ -197,7 +228,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       const started = new Hub({
         settings: { ...config, maxSessionsPerHub: capacity },
         service,
-        feed: backend.feed,
+        feed: heads,
         bus,
         logger,
         ...now,
@@ -237,7 +268,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
     };
 
-    const serving = config.roles.includes('api') || config.roles.includes('hub');
+    const serving = answersQueries;
     const withHub = hub;
     const http = serving
       ? await buildHttpApp({
@@ -314,6 +345,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       projector,
       cleaner,
       hub,
+      readCache,
       service,
       authenticator,
       metrics,

@@ -161,6 +161,18 @@ export const SETTINGS = {
   waitTimeoutMs: duration('wait-timeout', '10s', 'how long ?wait=true waits for the projection', {
     min: 1,
   }),
+  readCacheBytes: bytes(
+    'read-cache',
+    '64MiB',
+    'memory for the read cache of users and events (api and hub roles); 0 turns it off',
+    { min: 0 },
+  ),
+  readCacheWaitMs: duration(
+    'read-cache-wait',
+    '50ms',
+    'how long a query waits for the heads stream to catch up before it reads the store',
+    { min: 0, max: 10_000 },
+  ),
   sessionQuota: int('session-quota', '5', 'live WebSocket sessions per user across all hubs', {
     min: 1,
     max: 1000,

@@ -46,6 +46,7 @@ import {
   type ReadStatesFormat,
 } from './queries/get-read-states.js';
 import { getStats, type UserStats } from './queries/get-stats.js';
+import { StoreUserViews, type UserViews } from './queries/user-view.js';
 import type { ProjectionProgress } from './projections/projection-progress.js';
 
 export interface ServiceSettings extends CommandLimits, MessageLimits {
@@ -56,6 +57,8 @@ export interface ServiceSettings extends CommandLimits, MessageLimits {
 
 export interface ServiceDeps {
   readonly db: Knex;
+  /** Where queries read users' feeds: a read cache, or the store itself when absent. */
+  readonly views?: UserViews;
   readonly log: CommandLog;
   readonly progress: ProjectionProgress;
   readonly settings: ServiceSettings;
@@ -116,10 +119,12 @@ export class MiniPushService {
   private readonly writer: CommandWriter;
   private readonly now: () => number;
   private readonly messageRate = new MessageRate();
+  private readonly views: UserViews;
 
   constructor(private readonly deps: ServiceDeps) {
     this.writer = new CommandWriter(deps.log, deps.aroundAppend);
     this.now = deps.now ?? Date.now;
+    this.views = deps.views ?? new StoreUserViews(deps.db);
   }
 
   get settings(): ServiceSettings {
@@ -319,7 +324,7 @@ export class MiniPushService {
     authorizeUid(principal, user);
     const from = after === undefined || after === null ? 0 : checkSeq(after, 'after', 0);
     const pageLimit = this.checkLimit(limit);
-    return fromStore(diff(this.deps.db, { uid: user, after: from, limit: pageLimit }));
+    return fromStore(diff(this.views, { uid: user, after: from, limit: pageLimit }));
   }
 
   async fetch(
@@ -342,13 +347,13 @@ export class MiniPushService {
       range.limit === undefined || range.limit === null
         ? this.deps.settings.maxLimit
         : this.checkLimit(range.limit);
-    return fromStore(fetchRange(this.deps.db, { uid: user, from, to, order, limit }));
+    return fromStore(fetchRange(this.views, { uid: user, from, to, order, limit }));
   }
 
   async stats(principal: Principal, uid: unknown): Promise<UserStats> {
     const user = checkUid(uid);
     authorizeUid(principal, user);
-    return fromStore(getStats(this.deps.db, user));
+    return fromStore(getStats(this.views, user));
   }
 
   async readStates(
@@ -365,7 +370,7 @@ export class MiniPushService {
       throw new BadRequestError('format', 'format must be roaring, blocks or compact');
     }
     return fromStore(
-      getReadStates(this.deps.db, {
+      getReadStates(this.views, {
         uid: user,
         ...(top === undefined ? {} : { upTo: top }),
         format: fmt,

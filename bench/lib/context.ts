@@ -20,11 +20,15 @@ export interface BenchContext {
 /** A benchmark's outcome before the runner stamps it with time and machine. */
 export interface Outcome {
   readonly rows: Row[];
+  /** More Markdown to print and keep under the summary table (a benchmark's own table). */
+  readonly markdown?: string;
   readonly details: Record<string, unknown>;
 }
 
 export interface Benchmark {
   readonly name: string;
+  /** Left out of a run that names no benchmark (it needs more than the others, or is long). */
+  readonly byNameOnly?: boolean;
   readonly description: string;
   run(ctx: BenchContext): Promise<Outcome>;
 }

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
+import { sleep } from './stats.js';
 
 const TICK = 100; // USER_HZ on Linux
 
@@ -138,4 +139,22 @@ export function rssBytes(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
   return match ? Number(match[1]) * 1024 : 0;
+}
+
+/**
+ * RSS of an idle process once it stopped moving: the connection burst leaves garbage that V8's
+ * memory reducer collects and returns a few seconds after allocation calms down. Takes the
+ * lowest of the last five one-second samples once they agree within 1 MiB, 40 s at most.
+ */
+export async function settledRss(pid: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    await sleep(1000);
+    samples.push(rssBytes(pid));
+    const last = samples.slice(-5);
+    if (last.length === 5 && Math.max(...last) - Math.min(...last) < 1024 * 1024) {
+      return Math.min(...last);
+    }
+  }
+  return Math.min(...samples.slice(-5));
 }

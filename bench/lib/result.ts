@@ -24,6 +24,8 @@ export interface BenchResult {
   readonly seconds: number;
   readonly machine: { cores: number; cpu: string; memoryGiB: number; node: string };
   readonly rows: Row[];
+  /** The benchmark's own Markdown, printed under the summary table. */
+  readonly markdown?: string;
   /** Everything else measured: CPU per process, raw counts, samples. */
   readonly details: Record<string, unknown>;
 }

@@ -1,6 +1,6 @@
 import { bringUpServices } from '../../scripts/harness/services.js';
 
-export { ROOT } from '../../scripts/harness/services.js';
+export { freePort, ROOT } from '../../scripts/harness/services.js';
 
 /** Where the real Kafka and MariaDB are, and how to let go of them afterwards. */
 export interface Services {

@@ -2,10 +2,10 @@
  * gRPC diff load: `concurrency` loops, each one call in flight at a time, over a few channels,
  * each call a random user's page of events after a random seq, with that user's JWT.
  */
-import { createHmac } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadPackageDefinition } from '../../src/transports/grpc/server.js';
 import { reply, serve, type Message } from '../lib/child.js';
+import { userToken } from '../lib/jwt.js';
 import { percentiles } from '../lib/stats.js';
 
 interface Setup {
@@ -18,14 +18,6 @@ interface Setup {
   readonly concurrency: number;
   readonly channels: number;
   readonly seconds: number;
-}
-
-function token(secret: string, uid: number): string {
-  const enc = (v: string | Buffer) => Buffer.from(v).toString('base64url');
-  const header = enc(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const now = Math.floor(Date.now() / 1000);
-  const payload = enc(JSON.stringify({ sub: String(uid), iat: now, exp: now + 7200 }));
-  return `${header}.${payload}.${enc(createHmac('sha256', secret).update(`${header}.${payload}`).digest())}`;
 }
 
 type DiffClient = grpc.Client & {
@@ -53,7 +45,7 @@ serve(async (message: Message) => {
   );
   const metadata = Array.from({ length: setup.users }, (_, i) => {
     const m = new grpc.Metadata();
-    m.set('authorization', `Bearer ${token(setup.secret, setup.firstUid + i)}`);
+    m.set('authorization', `Bearer ${userToken(setup.secret, setup.firstUid + i)}`);
     return m;
   });
   const call = (client: DiffClient, i: number, after: number) =>

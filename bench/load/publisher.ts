@@ -7,6 +7,7 @@
 import http from 'node:http';
 import { createCommandProducer, type CommandProducer } from '../../src/commands/producer.js';
 import { reply, serve, type Message } from '../lib/child.js';
+import { postJson } from '../lib/http.js';
 import { sleep } from '../lib/stats.js';
 
 interface Setup {
@@ -47,30 +48,10 @@ function body(): unknown {
 }
 
 function post(path: string, payload: unknown): Promise<number> {
-  const data = JSON.stringify(payload);
-  return new Promise((resolve, reject) => {
-    const url = new URL(path, setup.url);
-    const request = http.request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname,
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${setup.apiKey}`,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(data),
-        },
-      },
-      (response) => {
-        response.resume();
-        response.on('end', () => resolve(response.statusCode ?? 0));
-      },
-    );
-    request.on('error', reject);
-    request.end(data);
-  });
+  const headers = { authorization: `Bearer ${setup.apiKey}` };
+  return postJson(agent, new URL(path, setup.url).toString(), headers, payload).then(
+    (answer) => answer.status,
+  );
 }
 
 async function loop(deadline: number): Promise<void> {

@@ -2,9 +2,9 @@
  * REST diff load: autocannon with `connections` clients, each request a random user's page of
  * events after a random seq, authenticated with that user's JWT.
  */
-import { createHmac } from 'node:crypto';
 import autocannon from 'autocannon';
 import { reply, serve, type Message } from '../lib/child.js';
+import { userToken } from '../lib/jwt.js';
 
 interface Setup {
   readonly url: string;
@@ -15,21 +15,15 @@ interface Setup {
   readonly pageSize: number;
   readonly connections: number;
   readonly seconds: number;
-}
-
-function token(secret: string, uid: number): string {
-  const enc = (v: string | Buffer) => Buffer.from(v).toString('base64url');
-  const header = enc(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const now = Math.floor(Date.now() / 1000);
-  const payload = enc(JSON.stringify({ sub: String(uid), iat: now, exp: now + 7200 }));
-  return `${header}.${payload}.${enc(createHmac('sha256', secret).update(`${header}.${payload}`).digest())}`;
+  /** Requests per second offered in all, instead of as many as the server answers. */
+  readonly rate?: number;
 }
 
 serve(async (message: Message) => {
   if (message.type !== 'run') throw new Error(`unknown command ${message.type}`);
   const setup = message.setup as Setup;
   const tokens = Array.from({ length: setup.users }, (_, i) =>
-    token(setup.secret, setup.firstUid + i),
+    userToken(setup.secret, setup.firstUid + i),
   );
   let bad = 0;
   const result = await autocannon({
@@ -37,6 +31,7 @@ serve(async (message: Message) => {
     connections: setup.connections,
     pipelining: 1,
     duration: setup.seconds,
+    ...(setup.rate ? { overallRate: setup.rate } : {}),
     requests: [
       {
         method: 'GET',

@@ -1,14 +1,21 @@
 /**
- * Holds many user sessions on MiniPush hubs, as browsers would: one WebSocket each, JWT in the
- * query string, from given loopback source addresses. Counts `head` nudges, and can publish to
- * its own users (Kafka producer) to time publish → nudge.
+ * Holds many user sessions on a realtime server, as browsers would: one WebSocket each, from
+ * given loopback source addresses, speaking MiniPush's protocol or Centrifugo's through a small
+ * adapter (bench/lib/protocols.ts). Counts deliveries (MiniPush `head` nudges, Centrifugo
+ * publications), and publishes to its own users — to time publish → delivery, and to drive
+ * fan-out — by the way each command names.
  */
-import { createHmac } from 'node:crypto';
-import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import WebSocket from 'ws';
-import { encodeHeadChange } from '../../src/log/log.js';
-import { createCommandProducer, type CommandProducer } from '../../src/commands/producer.js';
 import { reply, serve, type Message } from '../lib/child.js';
+import { userToken } from '../lib/jwt.js';
+import {
+  PROTOCOLS,
+  createPublisher,
+  type ClientProtocol,
+  type ProtocolName,
+  type PublishVia,
+  type Publisher,
+} from '../lib/protocols.js';
 import { percentiles, sleep, wallMs } from '../lib/stats.js';
 
 interface Target {
@@ -22,10 +29,10 @@ interface Target {
 
 interface Setup {
   readonly secret: string;
+  /** The server's protocol; MiniPush's when not given. */
+  readonly protocol?: ProtocolName;
   readonly targets: readonly Target[];
   readonly connectConcurrency: number;
-  readonly brokers?: string;
-  readonly topicPrefix?: string;
 }
 
 interface Session {
@@ -35,84 +42,86 @@ interface Session {
 }
 
 let setup: Setup;
+let protocol: ClientProtocol;
 const sessions: Session[] = [];
-let nudges = 0;
+let deliveries = 0;
 let helloes = 0;
 let closedUnexpectedly = 0;
-let producer: CommandProducer | null = null;
+/** Close codes of sessions the server closed, with their counts (why deliveries stopped). */
+const closeCodes: Record<string, number> = {};
 /** Publish time per uid and seq, for latency. */
 const published = new Map<number, Map<number, number>>();
 let latencies: number[] = [];
 let tracking = false;
+/** One publisher per way of publishing, made on first use and kept (heads keep growing). */
+const publishers = new Map<string, Promise<Publisher>>();
 
-const HEAD_PREFIX = Buffer.from('{"type":"head"');
-
-function base64url(value: string | Buffer): string {
-  return Buffer.from(value).toString('base64url');
+function publisher(via: PublishVia): Promise<Publisher> {
+  const key = JSON.stringify(via);
+  let made = publishers.get(key);
+  if (!made) publishers.set(key, (made = createPublisher(via)));
+  return made;
 }
 
 function token(uid: number): string {
-  const header = base64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const now = Math.floor(Date.now() / 1000);
-  const payload = base64url(JSON.stringify({ sub: String(uid), iat: now, exp: now + 7200 }));
-  const signature = createHmac('sha256', setup.secret).update(`${header}.${payload}`).digest();
-  return `${header}.${payload}.${base64url(signature)}`;
+  return userToken(setup.secret, uid);
 }
 
 function open(url: string, uid: number, localAddress: string | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?token=${token(uid)}`, {
+    const jwt = token(uid);
+    const ws = new WebSocket(protocol.url(url, jwt), {
       perMessageDeflate: false,
       ...(localAddress ? { localAddress } : {}),
     });
     const session: Session = { uid, ws, head: 0 };
     let settled = false;
+    let up = false;
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    };
+    const sink = {
+      ready(head: number) {
+        helloes++;
+        session.head = head;
+        sessions.push(session);
+        settled = up = true;
+        resolve();
+      },
+      delivered(seq: number | null) {
+        deliveries++;
+        if (seq === null) return;
+        if (tracking) {
+          const at = published.get(uid)?.get(seq);
+          if (at !== undefined) latencies.push(wallMs() - at);
+        }
+        session.head = Math.max(session.head, seq);
+      },
+      refused: (reason: string) => fail(new Error(`refused: ${reason}`)),
+    };
+    const send = (frame: string) => ws.send(frame);
+    ws.on('open', () => {
+      const greeting = protocol.greeting(jwt);
+      if (greeting !== null) ws.send(greeting);
+    });
     ws.on('message', (data) => {
       const bytes = Array.isArray(data)
         ? Buffer.concat(data)
         : Buffer.isBuffer(data)
           ? data
           : Buffer.from(data);
-      // Counting nudges needs no copy, no decode and no parse: the hub writes head messages type
-      // first. The load process shares the box's cores with the hub it measures.
-      if (
-        !tracking &&
-        bytes.length >= HEAD_PREFIX.length &&
-        bytes.compare(HEAD_PREFIX, 0, HEAD_PREFIX.length, 0, HEAD_PREFIX.length) === 0
-      ) {
-        nudges++;
-        return;
-      }
-      const message = JSON.parse(bytes.toString('utf8')) as { type: string; headSeq?: number };
-      if (message.type === 'head') {
-        nudges++;
-        const head = message.headSeq ?? 0;
-        if (tracking) {
-          const at = published.get(uid)?.get(head);
-          if (at !== undefined) latencies.push(wallMs() - at);
-        }
-        session.head = Math.max(session.head, head);
-      } else if (message.type === 'hello') {
-        helloes++;
-        session.head = message.headSeq ?? 0;
-        sessions.push(session);
-        settled = true;
-        resolve();
-      }
+      const text = bytes.toString('utf8');
+      protocol.read(text, tracking, sink, send);
     });
-    ws.on('close', () => {
-      if (settled) closedUnexpectedly++;
-      else {
-        settled = true;
-        reject(new Error('closed before hello'));
-      }
+    ws.on('close', (code) => {
+      if (up) {
+        closedUnexpectedly++;
+        closeCodes[code] = (closeCodes[code] ?? 0) + 1;
+      } else fail(new Error(`closed (${code}) before the session was up`));
     });
-    ws.on('error', (err) => {
-      if (!settled) {
-        settled = true;
-        reject(err);
-      }
-    });
+    ws.on('error', fail);
   });
 }
 
@@ -146,9 +155,14 @@ async function connectAll(): Promise<{ opened: number; failed: number; errors: s
   return { opened: sessions.length, failed, errors };
 }
 
+function connectedUids(): number[] {
+  return [...new Set(sessions.map((s) => s.uid))];
+}
+
 /** Publishes `rate` events/s, one recipient each, round-robin over the connected users. */
-async function publishForLatency(rate: number, seconds: number): Promise<number> {
-  const uids = [...new Set(sessions.map((s) => s.uid))];
+async function publishForLatency(via: PublishVia, rate: number, seconds: number): Promise<number> {
+  const out = await publisher(via);
+  const uids = connectedUids();
   const heads = new Map(sessions.map((s) => [s.uid, s.head]));
   const tickMs = 2;
   const started = wallMs();
@@ -158,7 +172,7 @@ async function publishForLatency(rate: number, seconds: number): Promise<number>
   while (wallMs() - started < seconds * 1000) {
     const due = Math.floor(((wallMs() - started) / 1000) * rate);
     if (due > sent) {
-      const inputs = [];
+      const items = [];
       const now = wallMs();
       for (; sent < due; sent++) {
         const uid = uids[cursor++ % uids.length]!;
@@ -167,89 +181,41 @@ async function publishForLatency(rate: number, seconds: number): Promise<number>
         let times = published.get(uid);
         if (!times) published.set(uid, (times = new Map()));
         times.set(seq, now);
-        inputs.push({ to: [uid], body: { n: sent } });
+        items.push({ uid, seq });
       }
-      await producer!.publishMany(inputs);
+      await out.each(items);
     }
     await sleep(tickMs);
   }
   return sent;
 }
 
-/**
- * Plays the projector: produces head changes for every connected user straight to the heads
- * topic, `rate` rounds per second, so the hub's own fan-out is measured.
- */
-async function produceHeads(rate: number, seconds: number, topic: string): Promise<number> {
-  const uids = [...new Set(sessions.map((s) => s.uid))];
-  const kafka = new Kafka({
-    clientId: 'minipush-bench-heads',
-    brokers: setup.brokers!.split(','),
-    logLevel: logLevel.NOTHING,
-  });
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
-  const started = wallMs();
-  let rounds = 0;
-  try {
-    while (wallMs() - started < seconds * 1000) {
-      const due = Math.floor(((wallMs() - started) / 1000) * rate);
-      // A producer that fell behind (the box busy) never runs past the window to catch up.
-      for (; rounds < due && wallMs() - started < seconds * 1000; rounds++) {
-        const headSeq = 1_000_000 + rounds;
-        await producer.send({
-          topic,
-          acks: 1,
-          messages: uids.map((uid) => ({
-            key: String(uid),
-            value: encodeHeadChange({
-              uid,
-              headSeq,
-              floorSeq: 1,
-              unreadCount: headSeq,
-              readVersion: 0,
-              logTime: Date.now(),
-            }),
-          })),
-        });
-      }
-      await sleep(5);
-    }
-  } finally {
-    await producer.disconnect();
-  }
-  return rounds;
-}
-
-/** Publishes events to all connected users, `rate` per second, for fan-out. */
-async function publishToAll(rate: number, seconds: number): Promise<number> {
-  const uids = [...new Set(sessions.map((s) => s.uid))];
+/** Fan-out: `rate` rounds per second, each one event (or head change) to every connected user. */
+async function publishToAll(via: PublishVia, rate: number, seconds: number): Promise<number> {
+  const out = await publisher(via);
+  const uids = connectedUids();
   const started = wallMs();
   let sent = 0;
   while (wallMs() - started < seconds * 1000) {
     const due = Math.floor(((wallMs() - started) / 1000) * rate);
-    if (due > sent) {
-      const inputs = [];
-      for (; sent < due; sent++) inputs.push({ to: uids, body: { n: sent } });
-      await producer!.publishMany(inputs);
-    }
-    await sleep(5);
+    // One round at a time, so a server that falls behind never has the window overrun by a
+    // backlog of rounds sent after it should have closed.
+    if (due > sent) await out.round(uids, sent++);
+    else await sleep(5);
   }
   return sent;
+}
+
+async function publishErrors(): Promise<number> {
+  const all = await Promise.all(publishers.values());
+  return all.reduce((sum, p) => sum + p.errors(), 0);
 }
 
 serve(async (message: Message) => {
   switch (message.type) {
     case 'setup':
       setup = message.setup as Setup;
-      if (setup.brokers) {
-        producer = await createCommandProducer({
-          brokers: setup.brokers.split(','),
-          topicPrefix: setup.topicPrefix!,
-          clientId: 'minipush-bench-ws',
-          limits: { maxRecipients: 100_000 },
-        });
-      }
+      protocol = PROTOCOLS[setup.protocol ?? 'minipush'];
       reply({ type: 'ready' });
       break;
     case 'connect': {
@@ -259,11 +225,20 @@ serve(async (message: Message) => {
       break;
     }
     case 'count':
-      reply({ type: 'counts', nudges, helloes, sessions: sessions.length, closedUnexpectedly });
+      reply({
+        type: 'counts',
+        deliveries,
+        helloes,
+        sessions: sessions.length,
+        closedUnexpectedly,
+        closeCodes,
+        publishErrors: await publishErrors(),
+      });
       break;
     case 'latency': {
       latencies = [];
-      const sent = await publishForLatency(Number(message.rate), Number(message.seconds));
+      const via = message.via as PublishVia;
+      const sent = await publishForLatency(via, Number(message.rate), Number(message.seconds));
       await sleep(Number(message.settleMs ?? 2000));
       tracking = false;
       const samples = latencies;
@@ -272,22 +247,14 @@ serve(async (message: Message) => {
       break;
     }
     case 'fanout': {
-      const sent = await publishToAll(Number(message.rate), Number(message.seconds));
+      const via = message.via as PublishVia;
+      const sent = await publishToAll(via, Number(message.rate), Number(message.seconds));
       reply({ type: 'fanout', sent });
-      break;
-    }
-    case 'heads': {
-      const rounds = await produceHeads(
-        Number(message.rate),
-        Number(message.seconds),
-        String(message.topic),
-      );
-      reply({ type: 'heads', rounds });
       break;
     }
     case 'close':
       for (const session of sessions) session.ws.terminate();
-      await producer?.close();
+      for (const made of publishers.values()) await (await made).close();
       reply({ type: 'closed' });
       break;
     default:

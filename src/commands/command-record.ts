@@ -50,8 +50,20 @@ export interface MarkUnreadCommand {
   readonly seqs: readonly number[];
 }
 
+/**
+ * Removes a user's events below `floor` (written by the TTL cleaner for expired events): the
+ * floor never goes down and never past the head + 1.
+ */
+export interface ExpireCommand {
+  readonly v: 1;
+  readonly type: 'expire';
+  readonly uid: number;
+  /** The lowest seq the user keeps. */
+  readonly floor: number;
+}
+
 export type CommandRecord =
-  PublishCommand | MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand;
+  PublishCommand | MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand | ExpireCommand;
 export type CommandType = CommandRecord['type'];
 export type ReadCommand = MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand;
 
@@ -235,10 +247,16 @@ export function validateCommand(input: unknown, limits: CommandLimits): CommandR
       const upTo = validateSeq(input.upTo, 'upTo');
       return { v: 1, type: 'markReadUpTo', uid, upTo };
     }
+    case 'expire': {
+      checkFields(input, ['v', 'type', 'uid', 'floor']);
+      const uid = validateUid(input.uid, 'uid');
+      const floor = validateSeq(input.floor, 'floor');
+      return { v: 1, type: 'expire', uid, floor };
+    }
     default:
       throw new BadRequestError(
         'type',
-        `unknown command type ${JSON.stringify(input.type) ?? 'undefined'}; expected publish, markRead, markReadUpTo or markUnread`,
+        `unknown command type ${JSON.stringify(input.type) ?? 'undefined'}; expected publish, markRead, markReadUpTo, markUnread or expire`,
       );
   }
 }

@@ -26,6 +26,19 @@ export interface HeadChange extends HeadState {
   readonly traceparent?: string;
 }
 
+/**
+ * A projector's word on the heads stream that every commit of commands `partition` below
+ * `offset`, in the read model `epoch`, has been announced: a subscriber that has taken in every
+ * record before this one knows every change those commits made. Read caches serve from memory
+ * only as far as such positions reach (docs/architecture.md, "Read cache").
+ */
+export interface FeedPosition {
+  readonly partition: number;
+  readonly offset: number;
+  /** The read model's identity; a rebuild or a new database makes a new one. */
+  readonly epoch: string;
+}
+
 /** The two say the same to a client (log time aside). */
 export function sameHead(a: HeadState, b: HeadState): boolean {
   return (

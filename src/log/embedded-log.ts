@@ -2,13 +2,14 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import Sqlite from 'better-sqlite3';
-import type { HeadChange } from '../domain/head-state.js';
+import type { FeedPosition, HeadChange } from '../domain/head-state.js';
 import type { Logger } from '../logger.js';
 import {
   deadLetterHeaders,
   ownedConsumer,
   type AppendRecord,
   type ChangeFeed,
+  type ChangeListener,
   type CommandLog,
   type ConsumeOptions,
   type DeadLetter,
@@ -382,16 +383,17 @@ class EmbeddedConsumer {
 
 /** Head changes delivered in process to every subscriber. */
 export class LocalChangeFeed implements ChangeFeed {
-  private readonly handlers = new Set<(changes: readonly HeadChange[]) => void>();
+  private readonly handlers = new Set<ChangeListener>();
 
-  publish(changes: readonly HeadChange[]): Promise<void> {
-    if (changes.length > 0) {
-      for (const handler of [...this.handlers]) handler(changes);
+  publish(changes: readonly HeadChange[], position?: FeedPosition): Promise<void> {
+    if (changes.length > 0 || position) {
+      const positions = position ? [position] : [];
+      for (const handler of [...this.handlers]) handler(changes, positions);
     }
     return Promise.resolve();
   }
 
-  subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription> {
+  subscribe(onChanges: ChangeListener): Promise<Subscription> {
     this.handlers.add(onChanges);
     return Promise.resolve({
       close: () => {

@@ -9,6 +9,8 @@ export interface BroadcastOptions {
   readonly groupId: string;
   readonly log: Logger;
   readonly onMessages: (messages: readonly KafkaMessage[]) => void;
+  /** The consumer restarted or rejoined: it resumes at the end, past records it never read. */
+  readonly onGap?: () => void;
 }
 
 /**
@@ -34,11 +36,16 @@ export async function subscribeFromNow(options: BroadcastOptions): Promise<Subsc
   let active = false;
   consumer.on(consumer.events.CRASH, () => {
     active = false;
+    options.onGap?.();
   });
   const joined = new Promise<void>((resolve) => {
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       active = true;
-      if (!first) return;
+      if (!first) {
+        // Without committed offsets a rejoin starts at the end again.
+        options.onGap?.();
+        return;
+      }
       first = false;
       for (const partition of event.payload.memberAssignment[options.topic] ?? []) {
         const end = ends.find((o) => o.partition === partition);

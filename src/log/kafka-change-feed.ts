@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { HeadChange } from '../domain/head-state.js';
+import type { FeedPosition, HeadChange } from '../domain/head-state.js';
 import { subscribeFromNow } from './kafka-broadcast.js';
 import type { KafkaLogOptions } from './kafka-consumer.js';
 import { CorkedTopic, SharedProducer } from './kafka-producer.js';
 import {
   HEADERS,
-  decodeHeadChange,
+  decodeHeadsRecord,
+  encodeFeedPosition,
   encodeHeadChange,
+  feedPositionKey,
   type ChangeFeed,
+  type ChangeListener,
+  type SubscribeOptions,
   type Subscription,
 } from './log.js';
 
@@ -22,30 +26,52 @@ export class KafkaChangeFeed implements ChangeFeed {
     this.heads = new CorkedTopic(this.producer, options.topics.heads);
   }
 
-  async publish(changes: readonly HeadChange[]): Promise<void> {
-    if (changes.length === 0) return;
-    await this.heads.send(
-      changes.map((change) => ({
+  /**
+   * A projector's changes and position go to the heads partition numbered like its commands
+   * partition (where the uids' keys land anyway), in one request, the position last.
+   */
+  async publish(changes: readonly HeadChange[], position?: FeedPosition): Promise<void> {
+    if (changes.length === 0 && !position) return;
+    const partition = position ? { partition: position.partition } : {};
+    await this.heads.send([
+      ...changes.map((change) => ({
+        ...partition,
         key: String(change.uid),
         value: encodeHeadChange(change),
         ...(change.traceparent ? { headers: { [HEADERS.traceparent]: change.traceparent } } : {}),
       })),
-    );
+      ...(position
+        ? [
+            {
+              partition: position.partition,
+              key: feedPositionKey(position.partition),
+              value: encodeFeedPosition(position),
+            },
+          ]
+        : []),
+    ]);
   }
 
-  async subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription> {
+  async subscribe(
+    onChanges: ChangeListener,
+    options: SubscribeOptions = {},
+  ): Promise<Subscription> {
     const subscription = await subscribeFromNow({
       kafka: this.options.kafka,
       topic: this.options.topics.heads,
       groupId: `${this.options.groupPrefix}-${randomUUID()}`,
       log: this.options.log,
+      ...(options.onGap ? { onGap: options.onGap } : {}),
       onMessages: (messages) => {
         const changes: HeadChange[] = [];
+        const positions: FeedPosition[] = [];
         for (const message of messages) {
-          const change = decodeHeadChange(message.value);
-          if (change) changes.push(change);
+          const record = decodeHeadsRecord(message.value);
+          if (!record) continue;
+          if ('change' in record) changes.push(record.change);
+          else positions.push(record.position);
         }
-        if (changes.length > 0) onChanges(changes);
+        if (changes.length > 0 || positions.length > 0) onChanges(changes, positions);
       },
     });
     const tracked: Subscription = {

@@ -1,4 +1,4 @@
-import type { HeadChange } from '../domain/head-state.js';
+import type { FeedPosition, HeadChange } from '../domain/head-state.js';
 
 /**
  * The write log as the projectors see it: ordered partitions of records with offsets. Two
@@ -92,10 +92,31 @@ export interface Subscription {
 }
 
 /** The heads stream: head changes from projectors to hubs (and read caches). */
+/**
+ * Hears the heads stream: each call brings changes and the positions published after them (see
+ * {@link FeedPosition}); take in the changes first.
+ */
+export type ChangeListener = (
+  changes: readonly HeadChange[],
+  positions: readonly FeedPosition[],
+) => void;
+
+export interface SubscribeOptions {
+  /**
+   * The subscription may have missed records (its consumer restarted and resumed at the end):
+   * whatever was learnt from it before may be stale.
+   */
+  readonly onGap?: () => void;
+}
+
 export interface ChangeFeed {
-  publish(changes: readonly HeadChange[]): Promise<void>;
+  /**
+   * Announces changes; `position`, when given, follows them: every commit it covers has been
+   * announced once this resolves. All changes of one call belong to the position's partition.
+   */
+  publish(changes: readonly HeadChange[], position?: FeedPosition): Promise<void>;
   /** Delivers changes published after the returned promise resolves. */
-  subscribe(onChanges: (changes: readonly HeadChange[]) => void): Promise<Subscription>;
+  subscribe(onChanges: ChangeListener, options?: SubscribeOptions): Promise<Subscription>;
   close(): Promise<void>;
 }
 
@@ -154,12 +175,35 @@ export function encodeHeadChange(change: HeadChange): Buffer {
   return Buffer.from(JSON.stringify(change));
 }
 
-export function decodeHeadChange(value: Buffer | null): HeadChange | null {
+/** A position on the heads stream: a record of its own, keyed per partition (compacted). */
+export function encodeFeedPosition(position: FeedPosition): Buffer {
+  return Buffer.from(JSON.stringify({ position }));
+}
+
+export function feedPositionKey(partition: number): string {
+  return `minipush-position-${partition}`;
+}
+
+/** A heads record: a user's change, a position, or neither (junk, or from a newer build). */
+export function decodeHeadsRecord(
+  value: Buffer | null,
+): { change: HeadChange } | { position: FeedPosition } | null {
   if (value === null) return null;
   try {
-    const parsed = JSON.parse(value.toString('utf8')) as Partial<HeadChange>;
+    const parsed = JSON.parse(value.toString('utf8')) as Partial<HeadChange> & {
+      position?: Partial<FeedPosition>;
+    };
+    const position = parsed.position;
+    if (
+      position &&
+      typeof position.partition === 'number' &&
+      typeof position.offset === 'number' &&
+      typeof position.epoch === 'string'
+    ) {
+      return { position: position as FeedPosition };
+    }
     if (typeof parsed.uid !== 'number' || typeof parsed.headSeq !== 'number') return null;
-    return parsed as HeadChange;
+    return { change: parsed as HeadChange };
   } catch {
     return null;
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { typed } from '../store/database.js';
 
@@ -106,6 +107,23 @@ export async function moveCheckpoint(trx: Knex.Transaction, move: CheckpointMove
   }
 }
 
+/**
+ * Records that every commit of the partition up to `offset` is announced on the heads stream,
+ * for an idle partition (a busy one records it with its next commit). Only while the partition
+ * still stands there: a later commit has recorded as much, or soon will.
+ */
+export async function confirmNotified(
+  db: Knex,
+  topic: string,
+  partition: number,
+  offset: number,
+): Promise<void> {
+  await db('projector_offsets')
+    .where({ topic, log_partition: partition, next_offset: offset })
+    .andWhere('notified_offset', '<', offset)
+    .update({ notified_offset: offset });
+}
+
 /** Per partition, the next offset committed (whichever projector owns it). */
 export async function appliedOffsets(db: Knex, topic: string): Promise<Map<number, number>> {
   const rows = await typed<Array<{ log_partition: number; next_offset: number | string }>>(
@@ -140,4 +158,20 @@ export async function checkPartitionCount(
         'uids would move between partitions. Restore the partition count or rebuild into a new database.',
     );
   }
+}
+
+/** The read model's identity (see migrations/20261203-003-read-model-epoch.ts). */
+export async function readEpoch(db: Knex): Promise<string> {
+  const row = await typed<{ value: string } | undefined>(
+    db('minipush_meta').where({ name: 'epoch' }).first('value'),
+  );
+  if (!row) throw new Error('minipush_meta holds no epoch: run minipush migrate');
+  return row.value;
+}
+
+/** A new identity for the read model, once a rebuild has made it anew. */
+export async function renewEpoch(db: Knex): Promise<string> {
+  const epoch = randomBytes(6).toString('base64url');
+  await db('minipush_meta').where({ name: 'epoch' }).update({ value: epoch });
+  return epoch;
 }

@@ -19,6 +19,8 @@ export interface UserState {
   exists: boolean;
   headChanged: boolean;
   readChanged: boolean;
+  /** The floor rose (expired events removed). */
+  floorChanged: boolean;
   /** Newest record that touched this user, for the notification's latency and trace. */
   lastRecord: LogRecord | null;
 }
@@ -83,6 +85,8 @@ export class ProjectionBatch {
   private readonly newEvents = new Set<string>();
   readonly results: CommandResult[] = [];
   readonly conflicts: PublishConflict[] = [];
+  /** Per user, the seqs [from, to) whose deliveries are deleted. */
+  private readonly expirations = new Map<number, { from: number; to: number }>();
   private readonly delivered = new Set<string>();
 
   constructor(
@@ -164,6 +168,7 @@ export class ProjectionBatch {
           exists: true,
           headChanged: false,
           readChanged: false,
+          floorChanged: false,
           lastRecord: null,
         });
       }
@@ -203,6 +208,7 @@ export class ProjectionBatch {
         exists: false,
         headChanged: false,
         readChanged: false,
+        floorChanged: false,
         lastRecord: null,
       };
       this.users.set(uid, state);
@@ -238,6 +244,16 @@ export class ProjectionBatch {
     this.conflicts.push(conflict);
   }
 
+  /** Deletes the user's deliveries of seqs [from, to) when the batch is written. */
+  expire(uid: number, from: number, to: number): void {
+    const earlier = this.expirations.get(uid);
+    this.expirations.set(uid, { from: earlier?.from ?? from, to });
+  }
+
+  private changed(state: UserState): boolean {
+    return state.headChanged || state.readChanged || state.floorChanged;
+  }
+
   /** Writes every change of the batch; call inside the offset-fenced transaction. */
   async write(trx: Knex.Transaction, topic: string): Promise<void> {
     const mysql = dialectOf(this.db) === 'mysql';
@@ -255,22 +271,46 @@ export class ProjectionBatch {
         })),
       );
     }
+    // Each expired delivery by its primary key (feeds are gap-free from the floor): a range
+    // delete would lock the gaps next to it, where other partitions' users insert.
+    const expired = [...this.expirations]
+      .sort(([a], [b]) => a - b)
+      .flatMap(([uid, { from, to }]) =>
+        Array.from({ length: Math.max(0, to - from) }, (_, i) => [uid, from + i] as const),
+      );
+    for (const part of chunks(expired)) {
+      const bySeqs = new Map<number, number[]>();
+      for (const [uid, seq] of part) {
+        const seqs = bySeqs.get(uid);
+        if (seqs) seqs.push(seq);
+        else bySeqs.set(uid, [seq]);
+      }
+      await trx('user_events')
+        .where((where) => {
+          for (const [uid, seqs] of bySeqs)
+            void where.orWhere((one) => {
+              void one.where('uid', uid).whereIn('seq', seqs);
+            });
+        })
+        .delete();
+    }
     for (const part of chunks(this.deliveries)) {
       await trx('user_events').insert(
         part.map((d) => ({ uid: d.uid, seq: d.seq, event_id: d.eventId, ts: d.ts })),
       );
     }
-    // One upsert for every changed user, in ascending uid order: rows are locked in the order
-    // the TTL cleaner locks them, so the two cannot deadlock over them. A user whose read state
-    // did not change carries no bitmap: the merge keeps the stored one unless the read version
-    // moved (MySQL assigns left to right, so the bitmap goes before the version).
+    // One upsert for every changed user, in ascending uid order, so concurrent partitions lock
+    // rows in one order. A user whose read state did not change carries no bitmap: the merge
+    // keeps the stored one unless the read version moved (MySQL assigns left to right, so the
+    // bitmap goes before the version). Floors only rise, whoever wrote them last.
     const changed = [...this.users.values()]
-      .filter((state) => state.readChanged || state.headChanged)
+      .filter((state) => this.changed(state))
       .sort((a, b) => a.uid - b.uid);
     const merge = mysql
       ? {
           log_partition: trx.raw('VALUES(log_partition)'),
           head_seq: trx.raw('VALUES(head_seq)'),
+          floor_seq: trx.raw('GREATEST(floor_seq, VALUES(floor_seq))'),
           last_ts: trx.raw('VALUES(last_ts)'),
           read_bitmap: trx.raw(
             'IF(VALUES(read_version) <> read_version, VALUES(read_bitmap), read_bitmap)',
@@ -280,6 +320,7 @@ export class ProjectionBatch {
       : {
           log_partition: trx.raw('excluded.log_partition'),
           head_seq: trx.raw('excluded.head_seq'),
+          floor_seq: trx.raw('MAX(floor_seq, excluded.floor_seq)'),
           last_ts: trx.raw('excluded.last_ts'),
           read_bitmap: trx.raw(
             'CASE WHEN excluded.read_version <> read_version THEN excluded.read_bitmap ELSE read_bitmap END',
@@ -351,11 +392,11 @@ export class ProjectionBatch {
     return this.conflicts.map(({ record, reason }) => ({ record, reason, field: 'id' }));
   }
 
-  /** One notification per user whose head or read state changed. */
+  /** One notification per user whose head, floor or read state changed. */
   changes(): HeadChange[] {
     const out: HeadChange[] = [];
     for (const state of this.users.values()) {
-      if (!state.headChanged && !state.readChanged) continue;
+      if (!this.changed(state)) continue;
       const record = state.lastRecord;
       out.push({
         uid: state.uid,

@@ -26,6 +26,11 @@ export class ProjectionProgress {
   ) {}
 
   /** Called by an in-process projector after each commit. */
+  /** The next offset to apply per partition, as far as this process has heard. */
+  appliedOffsets(): ReadonlyMap<number, number> {
+    return this.applied;
+  }
+
   noteApplied(partition: number, nextOffset: number): void {
     if ((this.applied.get(partition) ?? 0) < nextOffset) this.applied.set(partition, nextOffset);
     this.settle();

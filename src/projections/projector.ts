@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { CommandLimits } from '../commands/command-record.js';
-import type { HeadChange } from '../domain/head-state.js';
+import type { FeedPosition, HeadChange } from '../domain/head-state.js';
 import type {
   BatchControl,
   ChangeFeed,
@@ -14,10 +14,13 @@ import type { Logger } from '../logger.js';
 import { withRetry } from '../retry.js';
 import {
   checkPartitionCount,
+  confirmNotified,
   loadCheckpoint,
   moveCheckpoint,
+  readEpoch,
   type Checkpoint,
 } from './checkpoints.js';
+import { expiryProjection } from './expiry.js';
 import { ProjectionBatch, currentHeads } from './projection-batch.js';
 import { readStatesProjection } from './read-states.js';
 import { localUids, routeRecords, type LocalCommand } from './routing.js';
@@ -52,6 +55,12 @@ export interface ProjectorHooks {
     publish: (changes: readonly HeadChange[]) => Promise<void>,
   ) => Promise<void>;
 }
+
+/**
+ * How long a partition stays idle after an announcement before its checkpoint records it (see
+ * {@link confirmNotified}); a busy partition's next commit records it anyway.
+ */
+const CONFIRM_NOTIFIED_MS = 200;
 
 export interface ProjectorOptions {
   readonly db: Knex;
@@ -132,6 +141,9 @@ export class Projector {
   private consumer: LogConsumer | null = null;
   private partitionCount = 0;
   private running = false;
+  /** The read model's epoch, re-read with every partition's checkpoint. */
+  private epoch = '';
+  private readonly confirms = new Map<number, { timer: NodeJS.Timeout; offset: number }>();
   private readonly now: () => number;
   private readonly log: Logger;
 
@@ -143,6 +155,7 @@ export class Projector {
   async start(): Promise<void> {
     this.partitionCount = await this.options.log.partitionCount();
     await checkPartitionCount(this.options.db, this.options.log.topic, this.partitionCount);
+    this.epoch = await readEpoch(this.options.db);
     this.running = true;
     this.stopping = new AbortController();
     const { aroundBatch } = this.options.hooks ?? {};
@@ -175,6 +188,14 @@ export class Projector {
     this.stopping.abort();
     await this.consumer?.stop();
     this.consumer = null;
+    // What was announced is recorded now, not after the idle delay: a process starting next
+    // knows the announcements are complete without waiting for a commit.
+    const pending = [...this.confirms].map(([partition, { timer, offset }]) => {
+      clearTimeout(timer);
+      return this.confirm(partition, offset);
+    });
+    this.confirms.clear();
+    await Promise.all(pending);
   }
 
   private async load(partition: number): Promise<number> {
@@ -182,6 +203,7 @@ export class Projector {
     return withRetry(
       async () => {
         const checkpoint = await loadCheckpoint(db, this.options.log.topic, partition, this.now());
+        this.epoch = await readEpoch(db);
         this.partitions.set(partition, checkpoint);
         this.log.info(
           {
@@ -205,10 +227,39 @@ export class Projector {
     );
   }
 
-  private notify(changes: readonly HeadChange[]): Promise<void> {
+  /**
+   * Announces changes and, after them, that every commit of the partition below `offset` is
+   * announced; once the partition idles, its checkpoint records that too.
+   */
+  private async notify(
+    changes: readonly HeadChange[],
+    partition: number,
+    offset: number,
+  ): Promise<void> {
     const { feed, hooks } = this.options;
-    const publish = (traced: readonly HeadChange[]) => feed.publish(traced);
-    return hooks?.aroundNotify ? hooks.aroundNotify(changes, publish) : publish(changes);
+    const position: FeedPosition = { partition, offset, epoch: this.epoch };
+    const publish = (traced: readonly HeadChange[]) => feed.publish(traced, position);
+    await (hooks?.aroundNotify && changes.length > 0
+      ? hooks.aroundNotify(changes, publish)
+      : publish(changes));
+    this.scheduleConfirm(partition, offset);
+  }
+
+  private scheduleConfirm(partition: number, offset: number): void {
+    clearTimeout(this.confirms.get(partition)?.timer);
+    const timer = setTimeout(() => {
+      this.confirms.delete(partition);
+      void this.confirm(partition, offset);
+    }, CONFIRM_NOTIFIED_MS);
+    timer.unref();
+    this.confirms.set(partition, { timer, offset });
+  }
+
+  private async confirm(partition: number, offset: number): Promise<void> {
+    const { db, log } = this.options;
+    await confirmNotified(db, log.topic, partition, offset).catch((err: unknown) =>
+      this.log.debug({ err, partition }, 'could not record the announced offset'),
+    );
   }
 
   private async onBatch(whole: LogBatch, control: BatchControl): Promise<void> {
@@ -242,18 +293,22 @@ export class Projector {
     };
     const renotify = new Set<number>();
     const toApply: LogRecord[] = [];
+    let renotifiedUpTo = -1;
     for (const record of batch.records) {
       if (record.offset >= state.nextOffset) toApply.push(record);
       else if (record.offset >= state.notifiedOffset) {
         for (const uid of localUids(record, routing)) renotify.add(uid);
+        renotifiedUpTo = record.offset + 1;
       }
     }
-    if (renotify.size > 0) {
+    if (renotifiedUpTo >= 0) {
+      // Committed before a crash, perhaps never announced: announce the users' heads as they
+      // stand now, which is at least what those commits made them.
       const changes = await withRetry(() => currentHeads(this.options.db, [...renotify]), {
         shouldContinue: () => this.running && control.isActive(),
         signal: this.stopping.signal,
       });
-      await this.notify(changes);
+      await this.notify(changes, partition, renotifiedUpTo);
     }
     if (toApply.length === 0) return;
 
@@ -318,6 +373,8 @@ export class Projector {
           } else if (readStatesProjection.canHandle(command)) {
             readStatesProjection.apply(projection, command, record);
             readCommands++;
+          } else if (expiryProjection.canHandle(command)) {
+            expiryProjection.apply(projection, command, record);
           }
           if (item.origin) {
             const prev = forwardMarks.get(item.origin.partition) ?? -1;
@@ -362,7 +419,7 @@ export class Projector {
     state.nextOffset = nextOffset;
     for (const [source, offset] of applied.forwardMarks) state.forwarded.set(source, offset);
     this.options.hooks?.onApplied?.(partition, nextOffset);
-    await this.notify(applied.projection.changes());
+    await this.notify(applied.projection.changes(), partition, nextOffset);
     return { deliveries: applied.deliveries, readCommands: applied.readCommands };
   }
 }

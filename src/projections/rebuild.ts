@@ -3,6 +3,7 @@ import type { CommandLimits } from '../commands/command-record.js';
 import type { ChangeFeed } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { migrateDown, migrateLatest } from '../store/database.js';
+import { renewEpoch } from './checkpoints.js';
 import { Projector, projectorGroup } from './projector.js';
 
 /** The rebuild would not give the same projection, or would fight a running projector. */
@@ -140,6 +141,8 @@ export async function rebuildProjections(options: RebuildOptions): Promise<Rebui
     await projector.stop();
     await deleteGroup(backend, group, logger);
   }
+  // Only now: a read cache that loaded rows while the replay ran (unannounced) forgets them.
+  await renewEpoch(backend.db);
   const durationMs = performance.now() - started;
   return {
     endOffsets: ends,

@@ -1,11 +1,14 @@
 import type { Knex } from 'knex';
+import type { ExpireCommand } from '../commands/command-record.js';
+import { toAppendRecords } from '../commands/command-writer.js';
+import type { CommandLog, LogPosition } from '../log/log.js';
 import type { Logger } from '../logger.js';
-import { withRetry } from '../retry.js';
-import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
+import type { ProjectionProgress } from './projection-progress.js';
 
 /** Rows one pass deleted, by what they were. */
 export interface CleanerPass {
+  /** Expired deliveries, removed by the projector from the pass's expire commands. */
   readonly deliveries: number;
   readonly events: number;
   readonly results: number;
@@ -14,6 +17,12 @@ export interface CleanerPass {
 
 export interface TtlCleanerOptions {
   readonly db: Knex;
+  /** Where the expire commands go. */
+  readonly log: CommandLog;
+  /** Tells when the projectors have applied them. */
+  readonly progress: ProjectionProgress;
+  /** How long a pass waits for its expire commands to be projected before it gives up. */
+  readonly waitTimeoutMs: number;
   readonly ttlMs: number;
   readonly batchSize: number;
   readonly intervalMs: number;
@@ -30,11 +39,12 @@ export interface TtlCleanerOptions {
 const RESULT_RETENTION_MS = 3_600_000;
 
 /**
- * Deletes expired events in small batches so no statement holds locks for long. Expiry follows
- * each delivery's log time, which never decreases within a user's feed, so every pass removes a
- * prefix of a feed and the floor seq advances with no hole above it. Read bitmaps are trimmed by
- * the projector the next time it writes them; the cleaner never writes them, so it cannot race a
- * read mark.
+ * Expires events in batches. Expiry follows each delivery's log time, which never decreases
+ * within a user's feed, so what expired is a prefix of each feed. The cleaner does not delete
+ * deliveries itself: it writes one `expire` command per user with the new floor to the commands
+ * log, and the projector owning the user applies it like any command, in log order, and
+ * announces the new floor on the heads stream (read caches and hubs learn it like any change).
+ * It then deletes what nothing refers to any more: event contents, read-mark results, conflicts.
  */
 export class TtlCleaner {
   private timer: NodeJS.Timeout | null = null;
@@ -81,18 +91,7 @@ export class TtlCleaner {
       newest?.ts === null || newest?.ts === undefined
         ? cutoff
         : Math.min(cutoff, Number(newest.ts) + 1);
-    let deliveries = 0;
-    while (!this.stopped) {
-      // A deadlock with a projector batch costs this batch a retry, not the whole pass.
-      const deleted = await withRetry(() => this.deleteDeliveries(bound), {
-        maxAttempts: 4,
-        shouldContinue: () => !this.stopped,
-        onRetry: (err, attempt, delay) =>
-          this.log.warn({ err, attempt, delay }, 'cleaner batch failed; retrying'),
-      });
-      deliveries += deleted;
-      if (deleted < this.options.batchSize) break;
-    }
+    const deliveries = await this.expireDeliveries(bound);
     let events = 0;
     while (!this.stopped) {
       const deleted = await this.deleteEvents(cutoff);
@@ -114,44 +113,57 @@ export class TtlCleaner {
     return totals;
   }
 
-  private async deleteDeliveries(cutoff: number): Promise<number> {
-    const { db, batchSize } = this.options;
-    const mysql = dialectOf(db) === 'mysql';
-    return db.transaction(async (trx) => {
-      const oldest = trx('user_events')
-        .select('uid', 'seq')
-        .where('ts', '<', cutoff)
+  /**
+   * Walks the expired deliveries along the (ts, uid, seq) index, batch after batch, writing one
+   * expire command per user up to its newest expired seq; then waits until the projectors have
+   * applied them all, so the event contents they leave unreferenced can go next.
+   */
+  private async expireDeliveries(bound: number): Promise<number> {
+    const { db, log, progress, batchSize } = this.options;
+    const partitions = await log.partitionCount();
+    const written: LogPosition[] = [];
+    let after: { ts: number; uid: number; seq: number } | null = null;
+    let deliveries = 0;
+    while (!this.stopped) {
+      const from = after;
+      let query = db('user_events')
+        .select('uid', 'seq', 'ts')
+        .where('ts', '<', bound)
         .orderBy([{ column: 'ts' }, { column: 'uid' }, { column: 'seq' }])
         .limit(batchSize);
-      // Locked as read, so the delete below takes exactly these rows. The scan runs along the
-      // (ts, uid, seq) index: new deliveries are written at its far end, never into the range.
-      if (mysql) void oldest.forUpdate();
-      const rows = await typed<Array<{ uid: number; seq: number }>>(oldest);
-      if (rows.length === 0) return 0;
-      // The same rows in one statement: one per row made the cleaner slower than ingest.
-      await trx.raw('DELETE FROM user_events WHERE ts < ? ORDER BY ts, uid, seq LIMIT ?', [
-        cutoff,
-        rows.length,
-      ]);
+      if (from) {
+        // Past the previous batch: its commands may not be applied yet.
+        query = query.andWhere((past) => {
+          void past.where('ts', '>', from.ts).orWhere((sameTs) => {
+            void sameTs.where('ts', from.ts).andWhere((next) => {
+              void next.where('uid', '>', from.uid).orWhere((sameUid) => {
+                void sameUid.where('uid', from.uid).andWhere('seq', '>', from.seq);
+              });
+            });
+          });
+        });
+      }
+      const rows = await typed<Array<{ uid: number; seq: number; ts: number | string }>>(query);
+      if (rows.length === 0) break;
       const floors = new Map<number, number>();
       for (const row of rows) floors.set(row.uid, Math.max(floors.get(row.uid) ?? 0, row.seq + 1));
-      // One statement for every floor; its primary-key IN list locks rows in ascending uid
-      // order, the order the projector locks user_states rows in, so the two cannot deadlock.
-      const sorted = [...floors].sort(([a], [b]) => a - b);
-      const cases = sorted.map(() => 'WHEN ? THEN ?').join(' ');
-      await trx('user_states')
-        .whereIn(
-          'uid',
-          sorted.map(([uid]) => uid),
-        )
-        .update({
-          floor_seq: trx.raw(
-            `${mysql ? 'GREATEST' : 'MAX'}(floor_seq, CASE uid ${cases} END)`,
-            sorted.flat(),
-          ),
-        });
-      return rows.length;
-    });
+      const records = [...floors].flatMap(([uid, floor]) => {
+        const command: ExpireCommand = { v: 1, type: 'expire', uid, floor };
+        return toAppendRecords(command, partitions);
+      });
+      written.push(...(await log.append(records)));
+      deliveries += rows.length;
+      const last = rows[rows.length - 1]!;
+      after = { ts: Number(last.ts), uid: last.uid, seq: last.seq };
+      if (rows.length < batchSize) break;
+    }
+    if (written.length > 0 && !(await progress.waitFor(written, this.options.waitTimeoutMs))) {
+      this.log.warn(
+        { commands: written.length, waitedMs: this.options.waitTimeoutMs },
+        'expire commands not projected in time (projectors down or behind?); the next pass goes on',
+      );
+    }
+    return deliveries;
   }
 
   /**

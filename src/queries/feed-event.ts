@@ -6,7 +6,11 @@ import type { FeedPageOf, FeedEvent as WireFeedEvent } from '../protocol/websock
  * stored JSON text, which transports splice into their answers as it is (clients see it as
  * `body`); parsing and re-serialising it cost more than the query.
  */
-export type FeedEvent = Omit<WireFeedEvent, 'body'> & { readonly bodyJson: string };
+export type FeedEvent = Omit<WireFeedEvent, 'body'> & {
+  readonly bodyJson: string;
+  /** `{"seq":…,"createTime":…,"body":…,"read":` as JSON text, made once per row. */
+  readonly jsonHead: string;
+};
 
 /** The envelope of diff and range fetch answers. */
 export type FeedPage = FeedPageOf<FeedEvent>;
@@ -15,15 +19,41 @@ export interface FeedRow {
   seq: number;
   create_time: number | string;
   body: string;
+  /** Filled on first use: rows kept by the read cache are answered many times. */
+  jsonHead?: string;
 }
 
-export function toFeedEvent(row: FeedRow, bitmap: ReadBitmap): FeedEvent {
-  return {
-    seq: row.seq,
-    createTime: Number(row.create_time),
-    bodyJson: row.body,
-    read: bitmap.has(row.seq),
-  };
+function toFeedEvent(row: FeedRow, read: boolean): FeedEvent {
+  const createTime = Number(row.create_time);
+  row.jsonHead ??= `{"seq":${row.seq},"createTime":${createTime},"body":${row.body},"read":`;
+  return { seq: row.seq, createTime, bodyJson: row.body, read, jsonHead: row.jsonHead };
+}
+
+/**
+ * The first `limit` rows as events with their read flags. One native call settles the usual
+ * pages, all unread or all read; mixed pages ask the bitmap per row.
+ */
+export function toFeedEvents(
+  rows: readonly FeedRow[],
+  limit: number,
+  bitmap: ReadBitmap,
+): FeedEvent[] {
+  const count = Math.min(rows.length, limit);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < count; i++) {
+    const seq = rows[i]!.seq;
+    if (seq < lo) lo = seq;
+    if (seq > hi) hi = seq;
+  }
+  const read = count === 0 ? 0 : bitmap.rangeCardinality(lo, hi + 1);
+  const allRead = read === count && hi - lo + 1 === count;
+  const events: FeedEvent[] = new Array<FeedEvent>(count);
+  for (let i = 0; i < count; i++) {
+    const row = rows[i]!;
+    events[i] = toFeedEvent(row, read === 0 ? false : allRead || bitmap.has(row.seq));
+  }
+  return events;
 }
 
 /**
@@ -35,7 +65,7 @@ export function feedPageJson(page: FeedPage, members = ''): string {
   let events = '';
   for (const e of page.events) {
     if (events !== '') events += ',';
-    events += `{"seq":${e.seq},"createTime":${e.createTime},"body":${e.bodyJson},"read":${e.read}}`;
+    events += e.jsonHead + (e.read ? 'true}' : 'false}');
   }
   return (
     `{${members}"headSeq":${page.headSeq},"floorSeq":${page.floorSeq},` +

@@ -1,7 +1,5 @@
-import type { Knex } from 'knex';
-import { toFeedEvent, type FeedPage, type FeedRow } from './feed-event.js';
-import { readUserState } from './user-state.js';
-import { typed } from '../store/database.js';
+import { toFeedEvents, type FeedPage } from './feed-event.js';
+import type { UserViews } from './user-view.js';
 
 export interface FetchRangeQuery {
   readonly uid: number;
@@ -15,26 +13,17 @@ export interface FetchRangeQuery {
 }
 
 /** Events with seqs in [from, to], newest or oldest first, like the seed's GetEvents. */
-export async function fetchRange(db: Knex, query: FetchRangeQuery): Promise<FeedPage> {
-  const state = await readUserState(db, query.uid);
+export async function fetchRange(views: UserViews, query: FetchRangeQuery): Promise<FeedPage> {
+  const view = await views.open(query.uid);
+  const { state } = view;
   const reset = query.from < state.floorSeq && query.to >= query.from;
   const lo = Math.max(query.from, state.floorSeq);
   const hi = Math.min(query.to, state.headSeq);
   if (hi < lo) {
     return { headSeq: state.headSeq, floorSeq: state.floorSeq, events: [], more: false, reset };
   }
-  const rows = await typed<FeedRow[]>(
-    db('user_events as ue')
-      .join('events as e', (on) =>
-        on.on('e.event_id', 'ue.event_id').andOnVal('e.log_partition', state.partition),
-      )
-      .where('ue.uid', query.uid)
-      .andWhereBetween('ue.seq', [lo, hi])
-      .orderBy('ue.seq', query.order)
-      .limit(query.limit + 1)
-      .select('ue.seq as seq', 'e.create_time as create_time', 'e.body as body'),
-  );
+  const rows = await view.page(lo, hi, query.order, query.limit + 1);
   const more = rows.length > query.limit;
-  const events = rows.slice(0, query.limit).map((row) => toFeedEvent(row, state.bitmap));
+  const events = toFeedEvents(rows, query.limit, state.bitmap);
   return { headSeq: state.headSeq, floorSeq: state.floorSeq, events, more, reset };
 }

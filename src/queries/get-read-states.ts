@@ -1,8 +1,7 @@
-import type { Knex } from 'knex';
 import { encodeBitmap, sliceBitmap } from '../domain/read-bitmap.js';
 import { encodeCompact } from '../domain/read-compact.js';
 import { encodeReadBlock, type ReadBlock } from '../domain/read-blocks.js';
-import { readUserState } from './user-state.js';
+import type { UserViews } from './user-view.js';
 
 export type ReadStatesFormat = 'roaring' | 'blocks' | 'compact';
 
@@ -23,8 +22,8 @@ export type ReadStates =
  * blocks for old clients (one block, since stored seqs are contiguous), or the `compact` format,
  * the smallest of several encodings for each answer (see read-compact.ts).
  */
-export async function getReadStates(db: Knex, query: ReadStatesQuery): Promise<ReadStates> {
-  const state = await readUserState(db, query.uid);
+export async function getReadStates(views: UserViews, query: ReadStatesQuery): Promise<ReadStates> {
+  const { state } = await views.open(query.uid);
   const to = Math.min(query.upTo ?? state.headSeq, state.headSeq);
   if (query.format === 'blocks') {
     const block = encodeReadBlock(state.bitmap, state.floorSeq, to);

@@ -1,6 +1,5 @@
-import type { Knex } from 'knex';
 import { unreadCount } from '../domain/read-bitmap.js';
-import { readUserState } from './user-state.js';
+import type { UserViews } from './user-view.js';
 
 export interface UserStats {
   readonly headSeq: number;
@@ -10,8 +9,8 @@ export interface UserStats {
 }
 
 /** Head, floor and unread count; the count comes from the bitmap's cardinality, not a scan. */
-export async function getStats(db: Knex, uid: number): Promise<UserStats> {
-  const state = await readUserState(db, uid);
+export async function getStats(views: UserViews, uid: number): Promise<UserStats> {
+  const { state } = await views.open(uid);
   return {
     headSeq: state.headSeq,
     floorSeq: state.floorSeq,

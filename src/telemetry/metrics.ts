@@ -45,6 +45,18 @@ export interface PartitionLag {
  * process in tests). Every `minipush_*` series is documented in docs/observability.md; the
  * process and Node.js defaults (`process_*`, `nodejs_*`) come along.
  */
+/** What the read cache counts (queries/read-cache.ts). */
+export interface ReadCacheCounts {
+  readonly hits: number;
+  readonly misses: number;
+  readonly fallbacks: number;
+  readonly pageHits: number;
+  readonly pageMisses: number;
+  readonly evictions: number;
+  readonly entries: number;
+  readonly bytes: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly commands: Counter<'type'>;
@@ -64,6 +76,7 @@ export class Metrics {
   private readonly cleanerDeleted: Counter<'table'>;
   private hubCounts: (() => { sessions: number; users: number }) | null = null;
   private lagSource: (() => Promise<readonly PartitionLag[]>) | null = null;
+  private readCacheSource: (() => ReadCacheCounts) | null = null;
 
   constructor() {
     const registers = [this.registry];
@@ -120,6 +133,63 @@ export class Metrics {
         if (!metrics.lagSource) return;
         const lags = await metrics.lagSource().catch(() => []);
         for (const { partition, lag } of lags) this.set({ partition: String(partition) }, lag);
+      },
+    });
+    const readCache = () => metrics.readCacheSource?.() ?? null;
+    new Counter({
+      name: 'minipush_read_cache_requests_total',
+      help: 'Queries by how the read cache answered: hit (memory), miss (state read from the store), fallback (heads stream behind or unavailable: the store)',
+      labelNames: ['result'],
+      registers,
+      collect: function (this: Counter<'result'>) {
+        const counts = readCache();
+        if (!counts) return;
+        this.reset();
+        this.inc({ result: 'hit' }, counts.hits);
+        this.inc({ result: 'miss' }, counts.misses);
+        this.inc({ result: 'fallback' }, counts.fallbacks);
+      },
+    });
+    new Counter({
+      name: 'minipush_read_cache_pages_total',
+      help: 'Pages of events by where the read cache found them: hit (memory) or miss (the store)',
+      labelNames: ['result'],
+      registers,
+      collect: function (this: Counter<'result'>) {
+        const counts = readCache();
+        if (!counts) return;
+        this.reset();
+        this.inc({ result: 'hit' }, counts.pageHits);
+        this.inc({ result: 'miss' }, counts.pageMisses);
+      },
+    });
+    new Counter({
+      name: 'minipush_read_cache_evictions_total',
+      help: 'Users the read cache dropped to stay within its memory budget',
+      registers,
+      collect: function (this: Counter) {
+        const counts = readCache();
+        if (!counts) return;
+        this.reset();
+        this.inc(counts.evictions);
+      },
+    });
+    new Gauge({
+      name: 'minipush_read_cache_entries',
+      help: 'Users held by the read cache',
+      registers,
+      collect: function (this: Gauge) {
+        const counts = readCache();
+        if (counts) this.set(counts.entries);
+      },
+    });
+    new Gauge({
+      name: 'minipush_read_cache_bytes',
+      help: 'Estimated memory held by the read cache (MINIPUSH_READ_CACHE bounds it)',
+      registers,
+      collect: function (this: Gauge) {
+        const counts = readCache();
+        if (counts) this.set(counts.bytes);
       },
     });
     new Gauge({
@@ -238,6 +308,11 @@ export class Metrics {
       onRequest: (type, durationMs, outcome) =>
         this.observeRequest('ws', type, outcome, durationMs / 1000),
     };
+  }
+
+  /** Reads the read cache's counters at scrape time (api and hub roles). */
+  watchReadCache(source: () => ReadCacheCounts): void {
+    this.readCacheSource = source;
   }
 
   /** Reads projector lag at scrape time (processes with the projector role). */

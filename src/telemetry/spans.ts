@@ -26,6 +26,8 @@ export const SPAN = {
   /** A read mark (seqs or up to a seq) appended to the write log. */
   markRead: 'minipush.mark_read',
   markUnread: 'minipush.mark_unread',
+  /** Expired events removed from a user's feed (written by the TTL cleaner). */
+  expire: 'minipush.expire',
   /** One projector batch: its database transaction and notifications. Links to its records. */
   projectBatch: 'minipush.project.batch',
   /** One record projected, child of the span that wrote it. */
@@ -84,6 +86,8 @@ function commandSpanName(command: CommandRecord): string {
       return SPAN.markRead;
     case 'markUnread':
       return SPAN.markUnread;
+    case 'expire':
+      return SPAN.expire;
     default: {
       const unreachable: never = command;
       throw new Error(`unknown command ${JSON.stringify(unreachable)}`);

@@ -33,13 +33,31 @@ describe('docs/kafka-commands.md', () => {
       const command = validateCommand(JSON.parse(example), limits);
       types.add(command.type);
     }
-    expect([...types].sort()).toEqual(['markRead', 'markReadUpTo', 'markUnread', 'publish']);
+    expect([...types].sort()).toEqual([
+      'expire',
+      'markRead',
+      'markReadUpTo',
+      'markUnread',
+      'publish',
+    ]);
   });
 
   it('should list exactly the fields the schema accepts', () => {
     const documented = tableRows(doc, 'field').map((row) => inlineCode(row[0]!)[0]);
     expect(documented.sort()).toEqual(
-      ['v', 'type', 'id', 'to', 'body', 'createTime', 'from', 'uid', 'seqs', 'upTo'].sort(),
+      [
+        'v',
+        'type',
+        'id',
+        'to',
+        'body',
+        'createTime',
+        'from',
+        'uid',
+        'seqs',
+        'upTo',
+        'floor',
+      ].sort(),
     );
   });
 

@@ -156,6 +156,9 @@ export async function readDeadLetters(
 export async function expireEverything(runtime: Runtime, ttlMs: number): Promise<void> {
   await new TtlCleaner({
     db: runtime.backend.db,
+    log: runtime.backend.log,
+    progress: runtime.progress,
+    waitTimeoutMs: 60_000,
     ttlMs,
     batchSize: 2,
     intervalMs: 60_000,

@@ -70,7 +70,10 @@ export interface ModelDelivery {
 }
 
 export interface ModelUser {
+  /** Every delivery, expired ones included (those below the floor). */
   readonly deliveries: ModelDelivery[];
+  /** Lowest seq kept: raised by expire commands, never past head + 1. */
+  floor: number;
   lastTs: number;
   readonly read: Set<number>;
   readVersion: number;
@@ -86,10 +89,11 @@ export interface ProjectionModel {
 }
 
 /**
- * A second, independent statement of the projection rules (no TTL: the floor stays at 1):
- * each partition in log order; a record that does not decode is junk; a re-routed record is
- * applied once per origin; a publish gives each local recipient not yet holding the id the next
- * seq, at the user's log time (never decreasing); read marks change only seqs in [1, head].
+ * A second, independent statement of the projection rules: each partition in log order; a
+ * record that does not decode is junk; a re-routed record is applied once per origin; a
+ * publish gives each local recipient not yet holding the id the next seq, at the user's log
+ * time (never decreasing); an expire raises the floor (never past head + 1); read marks change
+ * only seqs in [floor, head].
  */
 export function replayLog(
   log: readonly (readonly LogRecord[])[],
@@ -103,7 +107,10 @@ export function replayLog(
   const user = (uid: number): ModelUser => {
     let state = users.get(uid);
     if (!state)
-      users.set(uid, (state = { deliveries: [], lastTs: 0, read: new Set(), readVersion: 0 }));
+      users.set(
+        uid,
+        (state = { deliveries: [], floor: 1, lastTs: 0, read: new Set(), readVersion: 0 }),
+      );
     return state;
   };
   log.forEach((records, partition) => {
@@ -145,11 +152,16 @@ export function replayLog(
       if (local.length === 0) continue;
       const state = user(command.uid);
       const head = state.deliveries.length;
+      if (command.type === 'expire') {
+        state.floor = Math.max(state.floor, Math.min(command.floor, head + 1));
+        continue;
+      }
       let changed = 0;
+      const kept = (seq: number) => seq >= state.floor && seq <= head;
       const seqs =
         command.type === 'markReadUpTo'
-          ? Array.from({ length: Math.min(command.upTo, head) }, (_, i) => i + 1)
-          : command.seqs.filter((seq) => seq <= head);
+          ? Array.from({ length: Math.min(command.upTo, head) }, (_, i) => i + 1).filter(kept)
+          : command.seqs.filter(kept);
       for (const seq of seqs) {
         if (command.type === 'markUnread') {
           if (state.read.delete(seq)) changed++;

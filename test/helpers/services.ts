@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import knexFactory from 'knex';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { dropKafkaPrefix } from '../../scripts/harness/services.js';
+
+export { freePort } from '../../scripts/harness/services.js';
 
 export function kafkaBrokers(): string[] {
   return inject('kafkaBrokers').split(',');
@@ -47,18 +48,6 @@ export async function createTestDatabase(): Promise<{
       }
     },
   };
-}
-
-/** A loopback port nothing listens on now (the OS's pick). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export function tempDir(prefix = 'minipush-test-'): string {

@@ -6,6 +6,7 @@ import { decodeBitmap } from '../../src/domain/read-bitmap.js';
 import { HEADERS } from '../../src/log/log.js';
 import { getCommandResult } from '../../src/queries/get-publish-result.js';
 import { getStats } from '../../src/queries/get-stats.js';
+import { StoreUserViews } from '../../src/queries/user-view.js';
 import type { Runtime } from '../../src/runtime.js';
 import { backendConfig, type Backend } from '../helpers/services.js';
 import {
@@ -77,7 +78,11 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
       expect(JSON.parse(event.body)).toEqual({ n: 1 });
       expect(Number(event.create_time)).toBe(111);
     }
-    expect(await getStats(db, a)).toMatchObject({ headSeq: 3, floorSeq: 1, unreadCount: 3 });
+    expect(await getStats(new StoreUserViews(db), a)).toMatchObject({
+      headSeq: 3,
+      floorSeq: 1,
+      unreadCount: 3,
+    });
   });
 
   it('should deliver a re-sent id once per recipient with the first content, and report other content', async () => {
@@ -206,18 +211,25 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
     expect(
       await changedBy(await send(runtime, { v: 1, type: 'markRead', uid, seqs: [2, 4, 99] })),
     ).toBe(2);
-    expect(await getStats(db, uid)).toMatchObject({ headSeq: 6, unreadCount: 4, readVersion: 1 });
+    expect(await getStats(new StoreUserViews(db), uid)).toMatchObject({
+      headSeq: 6,
+      unreadCount: 4,
+      readVersion: 1,
+    });
     expect(await changedBy(await send(runtime, { v: 1, type: 'markReadUpTo', uid, upTo: 3 }))).toBe(
       2,
     );
-    expect(await getStats(db, uid)).toMatchObject({ unreadCount: 2, readVersion: 2 });
+    expect(await getStats(new StoreUserViews(db), uid)).toMatchObject({
+      unreadCount: 2,
+      readVersion: 2,
+    });
     expect(
       await changedBy(await send(runtime, { v: 1, type: 'markUnread', uid, seqs: [1, 5] })),
     ).toBe(1);
     expect(await changedBy(await send(runtime, { v: 1, type: 'markRead', uid, seqs: [2] }))).toBe(
       0,
     );
-    const stats = await getStats(db, uid);
+    const stats = await getStats(new StoreUserViews(db), uid);
     expect(stats).toMatchObject({ unreadCount: 3, readVersion: 3 });
     const row = await typed<{
       read_bitmap: Buffer;
@@ -226,7 +238,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
     expect(
       await changedBy(await send(runtime, { v: 1, type: 'markReadUpTo', uid, upTo: 1000 })),
     ).toBe(3);
-    expect(await getStats(db, uid)).toMatchObject({ unreadCount: 0 });
+    expect(await getStats(new StoreUserViews(db), uid)).toMatchObject({ unreadCount: 0 });
   });
 
   it('should notify head changes with head, unread count and read version', async () => {
@@ -289,7 +301,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
       'record value is not valid JSON',
       'record value is not valid JSON',
       'unsupported schema version 2; this build reads v1',
-      'unknown command type "explode"; expected publish, markRead, markReadUpTo or markUnread',
+      'unknown command type "explode"; expected publish, markRead, markReadUpTo, markUnread or expire',
       'uid must be an unsigned 32-bit integer',
       'body is 5002 bytes as JSON; the limit is 4096',
     ]);

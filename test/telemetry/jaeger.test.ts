@@ -263,7 +263,11 @@ describe('tracing in Jaeger (Kafka + MariaDB; api, projector and hub processes)'
     ).toBe(true);
     // Statements are recorded with their placeholders, never the values.
     expect(statements.join('\n')).not.toContain(String(uid));
-    expect(work.filter((s) => s.name === `send ${headsTopic}`)).toHaveLength(1);
+    // One span per record sent: the user's change, and the partition's position after it.
+    const heads = work.filter((s) => s.name === `send ${headsTopic}`);
+    expect(heads.map((s) => s.tags['messaging.kafka.message.key']).sort()).toEqual(
+      [String(uid), `minipush-position-${event.partition}`].sort(),
+    );
 
     // docs/observability.md shows both trees from a real run: the event's exactly, the batch's
     // without the spans that vary from batch to batch (offset loads, connection set-up).
