@@ -1,10 +1,13 @@
 import type { BenchContext, Benchmark, Outcome } from './lib/context.js';
-import { LoadProcess } from './lib/child.js';
-import { cpuWindow, servicePids } from './lib/cpu.js';
+import os from 'node:os';
+import path from 'node:path';
+import { killAllChildren, LoadProcess } from './lib/child.js';
+import { cpuWindow, servicePids, type CpuReport } from './lib/cpu.js';
 import { deliveredSoFar, deliveryWindow } from './lib/deliveries.js';
 import {
   JWT_SECRET,
   kafkaDeployment,
+  killAllServers,
   scrapeMetric,
   spawnServer,
   type Deployment,
@@ -31,6 +34,7 @@ async function hubStack(
   ctx: BenchContext,
   sessions: number,
   sessionsPerUid: number,
+  hubOptions: { bin?: string; workers?: number } = {},
 ): Promise<HubStack> {
   const services = await ctx.services();
   const deployment = await kafkaDeployment(services, { partitions: 8 });
@@ -39,7 +43,13 @@ async function hubStack(
   try {
     const projector = await spawnServer(deployment.env(['projector']), { label: 'projector' });
     servers.push(projector);
-    const hub = await spawnServer(deployment.env(['hub']), { label: 'hub' });
+    const hub = await spawnServer(
+      {
+        ...deployment.env(['hub']),
+        ...(hubOptions.workers ? { MINIPUSH_HUB_WORKERS: String(hubOptions.workers) } : {}),
+      },
+      { label: 'hub', ...(hubOptions.bin ? { bin: hubOptions.bin } : {}) },
+    );
     servers.push(hub);
     await clients.ask(
       {
@@ -69,7 +79,7 @@ async function hubStack(
     ctx.log(`${connected.opened} sessions open in ${connected.seconds.toFixed(1)} s`);
     if (connected.opened < sessions) {
       throw new Error(
-        `only ${connected.opened} of ${sessions} sessions opened: ${connected.errors.join('; ')}`,
+        `only ${connected.opened} of ${sessions} sessions opened: ${connected.errors.join('; ')}\n${hub.problems()}`,
       );
     }
     // Let the session records and hellos settle.
@@ -172,89 +182,191 @@ export const nudge: Benchmark = {
   },
 };
 
+/** A hub build and shape the fan-out benchmark runs. */
+interface HubVariant {
+  readonly label: string;
+  /** `dist/src/bin.js` of another build (the baseline), or this one's. */
+  readonly bin?: string;
+  readonly workers: number;
+}
+
+interface VariantFigures {
+  readonly label: string;
+  readonly hubAlonePerSecond: number;
+  /** Hub CPU (its workers included, user + kernel) per nudge delivered, hub alone, in µs. */
+  readonly hubCpuPerNudgeUs: number;
+  readonly endToEndPerSecond: number;
+  readonly hubAloneCpu: CpuReport;
+  readonly endToEndCpu: CpuReport;
+  readonly receivedRatio: number;
+}
+
+/** "hub 98% (usr 40/sys 58), ws clients 60%, …; box 99% busy", for a conditions column. */
+function cpuSplit(cpu: CpuReport): string {
+  const parts = Object.entries(cpu.processes)
+    .filter(([, percent]) => percent >= 3)
+    .map(([label, percent]) => {
+      const split = cpu.split[label];
+      const name = label.replace(/^minipush\((.*)\)$/, '$1');
+      return split
+        ? `${name} ${percent}% (usr ${split.user}/sys ${split.sys})`
+        : `${name} ${percent}%`;
+    });
+  return `CPU in % of a core: ${parts.join(', ')}; box ${cpu.systemBusyPercent}% busy of ${cpu.cores} cores`;
+}
+
+/**
+ * Head rounds a second when the load process plays the projector: 62.5 ms apart, past the
+ * 50 ms nudge window, so each is a nudge to every session (offered 160,000 nudges/s).
+ */
+const HEAD_ROUNDS = 16;
+
+/** The fan-out phases on one fresh stack: through the projector, then the hub alone. */
+async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<VariantFigures> {
+  const seconds = ctx.quick ? 10 : 30;
+  const users = 2000;
+  const perUser = 5;
+  const rate = 12;
+  const stack = await hubStack(ctx, users * perUser, perUser, {
+    ...(variant.bin ? { bin: variant.bin } : {}),
+    ...(variant.workers > 1 ? { workers: variant.workers } : {}),
+  });
+  try {
+    const before = await deliveredSoFar([stack.clients]);
+    const timeoutMs = (seconds + 60) * 1000;
+    // Count over the publishing window only: no credit for a backlog drained afterwards.
+    const endToEnd = await deliveryWindow(
+      [stack.clients],
+      stack.pids(),
+      { type: 'fanout', rate, seconds, via: stack.via },
+      'fanout',
+      timeoutMs,
+    );
+    await sleep(3000);
+    const settled = await deliveredSoFar([stack.clients]);
+    const offered = Number(endToEnd.answers[0]!.sent) * users * perUser;
+    ctx.log(`fanout ${variant.label}: the hub alone, head changes straight to the heads topic`);
+    const hubAlone = await deliveryWindow(
+      [stack.clients],
+      stack.pids(),
+      {
+        type: 'fanout',
+        rate: HEAD_ROUNDS,
+        seconds,
+        via: {
+          kind: 'heads',
+          brokers: stack.via.brokers,
+          topic: `${stack.deployment.config.topicPrefix}.heads`,
+        },
+      },
+      'fanout',
+      timeoutMs,
+    );
+    const hubSeconds = hubAlone.cpu.cpuSeconds['minipush(hub)'];
+    if (hubSeconds === undefined) {
+      const { exitCode, signalCode } = stack.hub.child;
+      throw new Error(
+        `the hub was gone by the end of its window (exit ${exitCode ?? signalCode})\n${stack.hub.problems()}`,
+      );
+    }
+    const figures: VariantFigures = {
+      label: variant.label,
+      hubAlonePerSecond: hubAlone.perSecond,
+      hubCpuPerNudgeUs: (hubSeconds / hubAlone.delivered) * 1e6,
+      endToEndPerSecond: endToEnd.perSecond,
+      hubAloneCpu: hubAlone.cpu,
+      endToEndCpu: endToEnd.cpu,
+      receivedRatio: (settled - before) / offered,
+    };
+    ctx.log(
+      `fanout ${variant.label}: hub alone ${Math.round(figures.hubAlonePerSecond)}/s at ` +
+        `${figures.hubCpuPerNudgeUs.toFixed(1)} µs/nudge; end to end ${Math.round(figures.endToEndPerSecond)}/s`,
+    );
+    return figures;
+  } finally {
+    await stack.close();
+  }
+}
+
 export const fanout: Benchmark = {
   name: 'fanout',
-  description: 'nudges delivered per second to live sessions (2,000 users × 5 sessions)',
+  description:
+    'nudges delivered per second to live sessions (2,000 users × 5 sessions), per hub variant',
   async run(ctx): Promise<Outcome> {
-    const seconds = ctx.quick ? 10 : 30;
-    const users = 2000;
-    const perUser = 5;
-    const rate = 12;
-    const stack = await hubStack(ctx, users * perUser, perUser);
-    try {
-      const before = await deliveredSoFar([stack.clients]);
-      const timeoutMs = (seconds + 60) * 1000;
-      // Count over the publishing window only: no credit for a backlog drained afterwards.
-      const endToEnd = await deliveryWindow(
-        [stack.clients],
-        stack.pids(),
-        { type: 'fanout', rate, seconds, via: stack.via },
-        'fanout',
-        timeoutMs,
-      );
-      await sleep(3000);
-      const settled = await deliveredSoFar([stack.clients]);
-      const perSecond = endToEnd.perSecond;
-      const sent = Number(endToEnd.answers[0]!.sent);
-      const offered = sent * users * perUser;
-      const conditions = `kafka+mariadb, projector and hub processes, ${users.toLocaleString('en-US')} users × ${perUser} sessions, ${rate} events/s to all users for ${seconds} s (offered ${Math.round(offered / seconds).toLocaleString('en-US')} nudges/s)`;
-      // The hub alone: the load process plays the projector and produces head changes for every
-      // user straight to the heads topic, 10 rounds a second (above the projector's pace).
-      const headRate = 10;
-      const hubAlone = await deliveryWindow(
-        [stack.clients],
-        stack.pids(),
-        {
-          type: 'fanout',
-          rate: headRate,
-          seconds,
-          via: {
-            kind: 'heads',
-            brokers: stack.via.brokers,
-            topic: `${stack.deployment.config.topicPrefix}.heads`,
-          },
-        },
-        'fanout',
-        timeoutMs,
-      );
-      const hubPerSecond = hubAlone.perSecond;
-      const rows: Row[] = [
-        {
-          metric: 'nudges delivered/s, hub alone',
-          value: hubPerSecond,
-          unit: '/s',
-          ...atLeast(hubPerSecond, 50_000),
-          conditions: `one hub process, ${users.toLocaleString('en-US')} users × ${perUser} sessions, head changes for every user produced to <prefix>.heads ${headRate} rounds/s for ${seconds} s (offered ${(headRate * users * perUser).toLocaleString('en-US')} nudges/s)`,
-        },
-        {
-          metric: 'nudges delivered/s, publish → projector → hub',
-          value: perSecond,
-          unit: '/s',
-          ...atLeast(perSecond, 50_000),
-          conditions,
-        },
-        {
-          metric: 'nudges received ÷ offered (after 3 s settle)',
-          value: (settled - before) / offered,
-          unit: '',
-          ...info(),
-          conditions: 'below 1 when the 50 ms nudge window merged head changes',
-        },
-      ];
-      return {
-        rows,
-        details: {
-          sent,
-          before,
-          settled,
-          elapsed: endToEnd.seconds,
-          cpu: endToEnd.cpu,
-          endToEnd,
-          hubAlone,
-        },
-      };
-    } finally {
-      await stack.close();
+    const cores = os.availableParallelism();
+    const variants: HubVariant[] = [
+      ...(ctx.baseline
+        ? [{ label: 'before', bin: path.join(ctx.baseline, 'dist/src/bin.js'), workers: 1 }]
+        : []),
+      { label: '1 worker', workers: 1 },
+      ...(cores > 1 ? [{ label: `${cores} workers`, workers: cores }] : []),
+    ].filter((v) => ctx.only === null || v.label.includes(ctx.only));
+    const figures: VariantFigures[] = [];
+    const failed: string[] = [];
+    for (const variant of variants) {
+      try {
+        figures.push(await fanoutVariant(ctx, variant));
+      } catch (err) {
+        // One variant's failure (a load process starved on a busy box) keeps the others' rows.
+        ctx.log(
+          `fanout ${variant.label} FAILED: ${err instanceof Error ? err.message : String(err)}`,
+        );
+        failed.push(variant.label);
+        killAllChildren();
+        killAllServers();
+      }
     }
+    if (figures.length === 0) throw new Error(`every fanout variant failed: ${failed.join(', ')}`);
+    const seconds = ctx.quick ? 10 : 30;
+    const baseline = figures.find((f) => f.label === 'before');
+    const best = figures.reduce<VariantFigures | null>(
+      (a, b) => (a === null || b.hubAlonePerSecond > a.hubAlonePerSecond ? b : a),
+      null,
+    );
+    const rows: Row[] = [];
+    for (const f of figures) {
+      const hubConditions =
+        `${f.label === 'before' ? `hub of ${ctx.baseline}` : 'this build'}, ` +
+        `one hub deployment (${f.label}), 2,000 users × 5 sessions, head changes for every user ` +
+        `produced to <prefix>.heads ${HEAD_ROUNDS} rounds/s for ${seconds} s ` +
+        `(offered ${(HEAD_ROUNDS * 10_000).toLocaleString('en-US')} nudges/s); ${cpuSplit(f.hubAloneCpu)}`;
+      const isBest = f === best && f.label !== 'before';
+      rows.push(
+        {
+          metric: `nudges delivered/s, hub alone [${f.label}]`,
+          value: f.hubAlonePerSecond,
+          unit: '/s',
+          ...(isBest ? atLeast(f.hubAlonePerSecond, 130_000) : info()),
+          conditions: hubConditions,
+        },
+        {
+          metric: `hub CPU per nudge, hub alone [${f.label}]`,
+          value: f.hubCpuPerNudgeUs,
+          unit: 'µs',
+          ...(f.label === 'before' ? info() : atMost(f.hubCpuPerNudgeUs, 8)),
+          conditions: 'user + kernel time of the hub process and its workers ÷ nudges delivered',
+        },
+        {
+          metric: `nudges delivered/s, publish → projector → hub [${f.label}]`,
+          value: f.endToEndPerSecond,
+          unit: '/s',
+          ...(isBest ? atLeast(f.endToEndPerSecond, 80_000) : info()),
+          conditions: `kafka+mariadb, projector and hub processes, 12 events/s to all 2,000 users for ${seconds} s; received ÷ offered ${f.receivedRatio.toFixed(3)}; ${cpuSplit(f.endToEndCpu)}`,
+        },
+      );
+    }
+    if (baseline) {
+      for (const f of figures) {
+        if (f === baseline) continue;
+        rows.push({
+          metric: `hub alone nudges/s, ${f.label} ÷ before`,
+          value: f.hubAlonePerSecond / baseline.hubAlonePerSecond,
+          unit: '×',
+          ...info(),
+          conditions: `CPU per nudge ${baseline.hubCpuPerNudgeUs.toFixed(1)} → ${f.hubCpuPerNudgeUs.toFixed(1)} µs`,
+        });
+      }
+    }
+    return { rows, details: { variants: figures, failed } };
   },
 };

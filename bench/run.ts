@@ -42,6 +42,7 @@ function usage(): string {
     '  --quick      shorter windows: a smoke run, not the figures of record',
     '  --only=TEXT  run only the variants whose label contains TEXT (ingest: kafka/1, embedded/100…;\n' +
       '               peers: centrifugo, centrifugo-history, embedded, kafka)',
+    '  --baseline=DIR  a built checkout of an earlier commit: fanout runs its hub as the "before" variant',
   ].join('\n');
 }
 
@@ -53,6 +54,7 @@ async function main(): Promise<number> {
   }
   const quick = args.includes('--quick');
   const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null;
+  const baseline = args.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
   const names = args.filter((a) => !a.startsWith('--'));
   const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
   if (unknown.length > 0) {
@@ -73,6 +75,7 @@ async function main(): Promise<number> {
   const ctx: BenchContext = {
     quick,
     only,
+    baseline: baseline ? path.resolve(baseline) : null,
     log,
     services: () => (held.services ??= acquireServices()),
   };

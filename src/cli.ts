@@ -10,7 +10,8 @@ import {
 } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { prepareBackend, openBackend } from './backend.js';
-import { PortInUse, startRuntime, type Runtime } from './runtime.js';
+import { isHubWorker, serveAsHubWorker, startHubWorkers } from './hubs/hub-workers.js';
+import { checkPorts, PortInUse, startRuntime, type Runtime } from './runtime.js';
 import { DataDirInUse } from './store/data-dir-lock.js';
 import { rebuildProjections, RebuildRefused } from './projections/rebuild.js';
 import { migrateDown, migrateLatest } from './store/database.js';
@@ -133,6 +134,38 @@ async function main(argv: string[]): Promise<number> {
 
   switch (command) {
     case 'serve': {
+      if (isHubWorker()) {
+        const runtime = await startRuntime({ config, logger, checkPorts: false });
+        serveAsHubWorker({ httpUrl: runtime.httpUrl, grpcPort: runtime.grpcPort }, logger, () =>
+          runtime.close(),
+        );
+        logger.info({ http: runtime.httpUrl, pid: process.pid }, 'hub worker is running');
+        return -1;
+      }
+      if (config.hubWorkers > 1) {
+        await checkPorts(config);
+        const workers = await startHubWorkers({
+          count: config.hubWorkers,
+          logger,
+          stopTimeoutMs: Math.max(1000, config.shutdownTimeoutMs - 1000),
+        });
+        onShutdown(logger, config, () => workers.close());
+        logger.info(
+          {
+            roles: config.roles,
+            http: workers.httpUrl,
+            grpcPort: workers.grpcPort,
+            workers: workers.pids(),
+          },
+          'minipush is running',
+        );
+        const ws = workers.httpUrl.replace(/^http/, 'ws');
+        process.stderr.write(
+          `MiniPush ${version()} is running: ${config.hubWorkers} hub workers (roles: ${config.roles.join(',')})\n` +
+            `  WebSocket  ${ws}/v1/ws?token=<user JWT>\n`,
+        );
+        return -1;
+      }
       const runtime = await startRuntime({ config, logger });
       onShutdown(logger, config, () => runtime.close());
       logger.info(

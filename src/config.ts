@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import os from 'node:os';
 import path from 'node:path';
 
 /** The processes' jobs; `minipush serve` runs all of them unless told otherwise. */
@@ -8,7 +9,8 @@ export type Role = (typeof ROLES)[number];
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-type Kind = 'string' | 'int' | 'bool' | 'duration' | 'bytes' | 'list' | 'roles' | 'level';
+type Kind =
+  'string' | 'int' | 'workers' | 'bool' | 'duration' | 'bytes' | 'list' | 'roles' | 'level';
 
 /**
  * One setting: how it is named in the environment and on the command line, its default (as it
@@ -181,6 +183,13 @@ export const SETTINGS = {
     'most WebSocket sessions one hub process holds',
     { min: 1 },
   ),
+  hubWorkers: setting<number>(
+    'workers',
+    'hub-workers',
+    '1',
+    'hub worker processes behind the one HTTP port (roles api,hub only, Kafka + MySQL); auto = one per core',
+    { min: 1, max: 256 },
+  ),
   maxConnectionsPerIp: int(
     'max-connections-per-ip',
     '200',
@@ -345,6 +354,10 @@ function parseValue(key: keyof Config, raw: string): unknown {
       return raw.trim();
     case 'int':
       return parseNumber(key, raw, null);
+    case 'workers':
+      return raw.trim().toLowerCase() === 'auto'
+        ? os.availableParallelism()
+        : parseNumber(key, raw, null);
     case 'duration':
       return parseNumber(key, raw, DURATION_UNITS);
     case 'bytes':
@@ -471,6 +484,21 @@ function validateTogether(config: Config): void {
     throw new ConfigError(
       `set only one of ${describe('jwtSecret')}, ${describe('jwtPublicKey')}, ${describe('jwtJwksUrl')}`,
     );
+  }
+  if (config.hubWorkers > 1) {
+    // Workers are whole hubs, each on the session bus and the heads stream: the projector and
+    // the cleaner must not be forked with them, and an embedded log is one process's.
+    const others = config.roles.filter((role) => role !== 'hub' && role !== 'api');
+    if (!config.roles.includes('hub') || others.length > 0) {
+      throw new ConfigError(
+        `${describe('hubWorkers')} (${config.hubWorkers}) needs ${describe('roles')} to be hub or api,hub; run ${others.join(', ') || 'the other roles'} in another process`,
+      );
+    }
+    if (config.kafkaBrokers.length === 0 || config.mysqlUrl === '') {
+      throw new ConfigError(
+        `${describe('hubWorkers')} (${config.hubWorkers}) needs Kafka and MySQL (${describe('kafkaBrokers')}, ${describe('mysqlUrl')}): workers share the session quota over Kafka`,
+      );
+    }
   }
   if (config.jwtSecret !== '' && Buffer.byteLength(config.jwtSecret) < 32) {
     throw new ConfigError(`${describe('jwtSecret')}: use at least 32 bytes for an HS256 secret`);

@@ -20,6 +20,11 @@ export interface RuntimeOptions {
   readonly now?: () => number;
   /** Applies migrations and creates topics first (the embedded default always does). */
   readonly prepare?: boolean;
+  /**
+   * Checks first that the fixed ports are free (default true). Off in a hub worker: the
+   * cluster's primary checked them and holds the listening socket the workers share.
+   */
+  readonly checkPorts?: boolean;
 }
 
 /** A port this process is told to listen on is taken. */
@@ -41,7 +46,7 @@ function portFree(host: string, port: number): Promise<boolean> {
  * Fails before anything starts (migrations, a projector taking partitions) when a fixed port
  * is taken, naming the setting that moves it.
  */
-async function checkPorts(config: Config): Promise<void> {
+export async function checkPorts(config: Config): Promise<void> {
   const wanted: Array<{ port: number; key: 'httpPort' | 'grpcPort' }> = [
     { port: config.httpPort, key: 'httpPort' },
   ];
@@ -59,7 +64,7 @@ async function checkPorts(config: Config): Promise<void> {
 
 /** Opens the configured backend, builds the app on it and listens: what `minipush serve` runs. */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
-  await checkPorts(options.config);
+  if (options.checkPorts ?? true) await checkPorts(options.config);
   const backend = openBackend(options.config, options.logger);
   let app: App | null = null;
   try {

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redacted, settingsHelp, SETTINGS } from '../src/config.js';
 
@@ -63,6 +64,27 @@ describe('config', () => {
     ).toBe(6000);
     expect(() => loadConfig({ env: { MINIPUSH_KAFKA_SESSION_TIMEOUT: '1s' } })).toThrow(
       /MINIPUSH_KAFKA_SESSION_TIMEOUT .*1000 is outside the accepted range 6000\.\.1800000/,
+    );
+  });
+
+  it('should run hub workers only for the hub role on Kafka and MySQL, auto being one per core', () => {
+    const cluster = {
+      MINIPUSH_KAFKA_BROKERS: '127.0.0.1:9092',
+      MINIPUSH_MYSQL_URL: 'mysql://u:p@127.0.0.1:3306/db',
+      MINIPUSH_ROLES: 'api,hub',
+    };
+    expect(loadConfig({ env: {} }).hubWorkers).toBe(1);
+    expect(loadConfig({ env: { ...cluster, MINIPUSH_HUB_WORKERS: '3' } }).hubWorkers).toBe(3);
+    expect(loadConfig({ env: { ...cluster, MINIPUSH_HUB_WORKERS: 'auto' } }).hubWorkers).toBe(
+      os.availableParallelism(),
+    );
+    expect(() =>
+      loadConfig({
+        env: { ...cluster, MINIPUSH_ROLES: 'hub,projector', MINIPUSH_HUB_WORKERS: '2' },
+      }),
+    ).toThrow(/MINIPUSH_HUB_WORKERS.*run projector in another process/);
+    expect(() => loadConfig({ env: { MINIPUSH_ROLES: 'hub', MINIPUSH_HUB_WORKERS: '2' } })).toThrow(
+      /needs Kafka and MySQL/,
     );
   });
 

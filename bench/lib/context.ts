@@ -9,6 +9,11 @@ export interface BenchContext {
   readonly quick: boolean;
   /** `--only=<text>`: run only the variants whose label contains it (e.g. `embedded/1`). */
   readonly only: string | null;
+  /**
+   * `--baseline=<dir>`: a checkout of an earlier commit, built (`npm run build`), whose server
+   * benchmarks that support it run as a "before" variant in the same run.
+   */
+  readonly baseline: string | null;
   log(message: string): void;
 }
 

@@ -4,15 +4,48 @@ import { sleep } from './stats.js';
 
 const TICK = 100; // USER_HZ on Linux
 
-function processTicks(pid: number): number | null {
+interface Ticks {
+  readonly user: number;
+  readonly sys: number;
+}
+
+function statFields(pid: number | string): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may contain spaces; utime and stime are 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    // Fields after the command name, which may contain spaces: ppid is 4, utime and stime 14, 15.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU of a process and of every process under it (a hub's cluster workers), user and kernel
+ * time apart; null once the process is gone.
+ */
+function processTicks(pid: number): Ticks | null {
+  const own = statFields(pid);
+  if (!own) return null;
+  const children = new Map<number, number[]>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const ppid = Number(statFields(entry)?.[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid)!.push(Number(entry));
+  }
+  let user = 0;
+  let sys = 0;
+  const queue = [pid];
+  while (queue.length > 0) {
+    const next = queue.pop()!;
+    const fields = next === pid ? own : statFields(next);
+    if (fields) {
+      user += Number(fields[11]);
+      sys += Number(fields[12]);
+    }
+    queue.push(...(children.get(next) ?? []));
+  }
+  return { user, sys };
 }
 
 function systemTicks(): { busy: number; total: number } {
@@ -44,10 +77,17 @@ export function servicePids(): Record<string, number> {
   return out;
 }
 
-/** CPU use over a window: per labelled process in % of one core, and the box's in % of all. */
+/**
+ * CPU use over a window: per labelled process (with its child processes) in % of one core, and
+ * the box's in % of all.
+ */
 export interface CpuReport {
   readonly seconds: number;
   readonly processes: Record<string, number>;
+  /** The same, user and kernel (system) time apart, in % of one core. */
+  readonly split: Record<string, { readonly user: number; readonly sys: number }>;
+  /** CPU seconds each used over the window (user + kernel). */
+  readonly cpuSeconds: Record<string, number>;
   readonly systemBusyPercent: number;
   readonly cores: number;
 }
@@ -63,11 +103,16 @@ export function cpuWindow(pids: Record<string, number>): { stop(): CpuReport } {
     stop() {
       const seconds = (performance.now() - started) / 1000;
       const processes: Record<string, number> = {};
+      const split: Record<string, { user: number; sys: number }> = {};
+      const cpuSeconds: Record<string, number> = {};
+      const percent = (ticks: number) => Math.round(((ticks / TICK) * 100) / seconds);
       for (const [label, pid] of Object.entries(pids)) {
         const a = before[label];
         const b = processTicks(pid);
         if (a === null || a === undefined || b === null) continue;
-        processes[label] = Math.round((((b - a) / TICK) * 100) / seconds);
+        processes[label] = percent(b.user + b.sys - a.user - a.sys);
+        split[label] = { user: percent(b.user - a.user), sys: percent(b.sys - a.sys) };
+        cpuSeconds[label] = (b.user + b.sys - a.user - a.sys) / TICK;
       }
       const sysAfter = systemTicks();
       const busy = sysAfter.busy - sysBefore.busy;
@@ -77,7 +122,14 @@ export function cpuWindow(pids: Record<string, number>): { stop(): CpuReport } {
       const accounted = Object.values(processes).reduce((a, b) => a + b, 0);
       // Everything else on the box (the kernel's own work, other users' processes), in % of a core.
       processes.other = Math.max(0, systemBusyPercent * cores - accounted);
-      return { seconds: Math.round(seconds * 10) / 10, processes, systemBusyPercent, cores };
+      return {
+        seconds: Math.round(seconds * 10) / 10,
+        processes,
+        split,
+        cpuSeconds,
+        systemBusyPercent,
+        cores,
+      };
     },
   };
 }

@@ -41,11 +41,17 @@ export function killAllServers(): void {
 /**
  * Starts the built `minipush` command with the given environment and resolves once it says it
  * is running. `MINIPUSH_BENCH_PROFILE=<roles>` adds `--cpu-prof` to processes with those roles
- * (profiles land in bench-results/profiles/).
+ * (profiles land in bench-results/profiles/); `MINIPUSH_BENCH_NODE_OPTIONS` is their NODE_OPTIONS.
  */
 export function spawnServer(
   env: Record<string, string>,
-  options: { args?: string[]; label?: string; timeoutMs?: number } = {},
+  options: {
+    args?: string[];
+    label?: string;
+    timeoutMs?: number;
+    /** Another build's `dist/src/bin.js` (a baseline checkout), instead of this one's. */
+    bin?: string;
+  } = {},
 ): Promise<ServerProcess> {
   const roles = env.MINIPUSH_ROLES ?? 'all';
   const profile = process.env.MINIPUSH_BENCH_PROFILE;
@@ -55,15 +61,23 @@ export function spawnServer(
     fs.mkdirSync(dir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
-  const child = spawn(process.execPath, [...nodeArgs, BIN, ...(options.args ?? ['serve'])], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      KAFKAJS_NO_PARTITIONER_WARNING: '1',
-      MINIPUSH_LOG_LEVEL: 'info',
-      ...env,
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, options.bin ?? BIN, ...(options.args ?? ['serve'])],
+    {
+      env: {
+        PATH: process.env.PATH ?? '',
+        KAFKAJS_NO_PARTITIONER_WARNING: '1',
+        MINIPUSH_LOG_LEVEL: 'info',
+        // e.g. --perf-basic-prof, so `perf record` can name the JIT's frames.
+        ...(process.env.MINIPUSH_BENCH_NODE_OPTIONS
+          ? { NODE_OPTIONS: process.env.MINIPUSH_BENCH_NODE_OPTIONS }
+          : {}),
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   alive.add(child);
   const lines: string[] = [];
   let stderr = '';

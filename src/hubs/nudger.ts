@@ -7,11 +7,15 @@ import {
   type HeadState,
 } from '../domain/head-state.js';
 import type { Session, SessionRegistry } from './session-registry.js';
+import { SharedMessage } from './shared-message.js';
 
 /** Seen by metrics and tracing: what the nudger did with head changes. */
 export interface NudgeObserver {
-  /** A session was told a head; `latencyMs` from the command's log time, when known. */
-  onNudgeSent?(latencyMs: number | null): void;
+  /**
+   * `count` sessions of one user were told a head at once; `latencyMs` from the log time of
+   * the newest command behind it, when known.
+   */
+  onNudgesSent?(count: number, latencyMs: number | null): void;
   /** A change was merged into a nudge already waiting for its window. */
   onNudgeCoalesced?(): void;
 }
@@ -35,16 +39,26 @@ interface UserNudges {
   timer: NodeJS.Timeout | null;
 }
 
-/** A head message serialised for one user's sessions, and the state it says. */
-interface Encoded {
-  state: HeadState | null;
-  bytes: Buffer | null;
+function headMessage(state: HeadState): SharedMessage {
+  return new SharedMessage(
+    Buffer.from(
+      `{"type":"head","headSeq":${state.headSeq},"floorSeq":${state.floorSeq},` +
+        `"unreadCount":${state.unreadCount},"readVersion":${state.readVersion}}`,
+    ),
+  );
 }
 
-function headMessage(state: HeadState): Buffer {
-  return Buffer.from(
-    `{"type":"head","headSeq":${state.headSeq},"floorSeq":${state.floorSeq},` +
-      `"unreadCount":${state.unreadCount},"readVersion":${state.readVersion}}`,
+/**
+ * Merging `state` into what a session was told gives `state` itself (see `mergeHeads`): it is
+ * at least as far in every field and its unread count is the newer one. The usual case, a new
+ * head, so the session can share `state` and its message instead of a merge of its own.
+ */
+function covers(state: HeadState, told: HeadState): boolean {
+  return (
+    state.headSeq >= told.headSeq &&
+    state.floorSeq >= told.floorSeq &&
+    (state.readVersion > told.readVersion ||
+      (state.readVersion === told.readVersion && state.headSeq >= told.headSeq))
   );
 }
 
@@ -125,13 +139,37 @@ export class Nudger {
   }
 
   private deliver(uid: number, state: HeadState): void {
-    // A user's sessions were usually told the same before, so they get the same message:
-    // serialise it once and hand every socket the same bytes.
-    const encoded: Encoded = { state: null, bytes: null };
-    for (const session of this.options.registry.ofUser(uid)) this.tell(session, state, encoded);
+    const { registry, observer } = this.options;
+    // Sessions told less than `state` in every field (the usual case) are now told exactly
+    // `state`: one message, serialised and framed once, the same bytes for each socket.
+    let shared: SharedMessage | null = null;
+    // The others get what they merge to, usually the same for all of them too.
+    let merged: { state: HeadState; message: SharedMessage } | null = null;
+    let sent = 0;
+    for (const session of registry.ofUser(uid)) {
+      const told = session.told;
+      if (told === null) {
+        session.early = mergeHeads(session.early, state);
+        continue;
+      }
+      if (!isNewer(state, told)) continue;
+      if (covers(state, told)) {
+        session.told = state;
+        registry.send(session, (shared ??= headMessage(state)));
+      } else {
+        const next = mergeHeads(told, state);
+        if (!merged || !sameHead(merged.state, next))
+          merged = { state: next, message: headMessage(next) };
+        session.told = merged.state;
+        registry.send(session, merged.message);
+      }
+      sent++;
+    }
+    if (sent > 0) observer?.onNudgesSent?.(sent, this.latency(state));
   }
 
-  private tell(session: Session, state: HeadState, encoded?: Encoded): void {
+  /** Tells one session `state` unless it knows as much already. */
+  private tell(session: Session, state: HeadState): void {
     if (session.told === null) {
       session.early = mergeHeads(session.early, state);
       return;
@@ -139,15 +177,11 @@ export class Nudger {
     if (!isNewer(state, session.told)) return;
     const next = mergeHeads(session.told, state);
     session.told = next;
-    const reuse = encoded?.state && sameHead(encoded.state, next) ? encoded.bytes : null;
-    const bytes = reuse ?? headMessage(next);
-    if (encoded) {
-      encoded.state = next;
-      encoded.bytes = bytes;
-    }
-    this.options.registry.send(session, bytes);
-    this.options.observer?.onNudgeSent?.(
-      state.logTime !== undefined ? this.options.now() - state.logTime : null,
-    );
+    this.options.registry.send(session, headMessage(next));
+    this.options.observer?.onNudgesSent?.(1, this.latency(state));
+  }
+
+  private latency(state: HeadState): number | null {
+    return state.logTime !== undefined ? this.options.now() - state.logTime : null;
   }
 }

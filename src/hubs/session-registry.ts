@@ -1,6 +1,7 @@
 import type { Principal } from '../auth/authenticator.js';
 import type { HeadState } from '../domain/head-state.js';
 import { CLOSE_CODES } from '../protocol/websocket.js';
+import { SharedMessage } from './shared-message.js';
 
 /**
  * The connection under a session as the hub drives it; a transport (the WebSocket plugin)
@@ -12,6 +13,11 @@ export interface SessionSocket {
   isOpen(): boolean;
   /** Sends one JSON text message. */
   send(data: string | Buffer): void;
+  /**
+   * Sends a message many sessions get, using its encoding for this transport made once for all
+   * of them; without it, {@link send} gets the message's bytes.
+   */
+  sendShared?(message: SharedMessage): void;
   /** Closes with a protocol close code; the transport reports the close back. */
   close(code: number, reason: string): void;
   /** Drops the connection without a closing handshake. */
@@ -96,7 +102,7 @@ export class SessionRegistry {
   }
 
   /** Sends if the client keeps up; closes it when its unsent buffer passes the limit. */
-  send(session: Session, message: object | string | Buffer): void {
+  send(session: Session, message: object | string | Buffer | SharedMessage): void {
     const { socket } = session;
     if (session.closed || session.dropping || !socket.isOpen()) return;
     if (socket.bufferedAmount > this.maxBufferedBytes) {
@@ -105,6 +111,11 @@ export class SessionRegistry {
       // A client that reads nothing will not complete the close handshake either.
       setTimeout(() => socket.terminate(), TERMINATE_AFTER_MS).unref();
       session.dropping = true;
+      return;
+    }
+    if (message instanceof SharedMessage) {
+      if (socket.sendShared) socket.sendShared(message);
+      else socket.send(message.bytes);
       return;
     }
     socket.send(

@@ -19,7 +19,7 @@ export interface SessionEvents {
   onSessionOpened(): void;
   onSessionClosed(code: number): void;
   onKickoff(): void;
-  onNudgeSent(latencyMs: number | null): void;
+  onNudgesSent(count: number, latencyMs: number | null): void;
   onNudgeCoalesced(): void;
   onUpgradeRefused(reason: string): void;
   onRequest(type: string, durationMs: number, outcome: string): void;
@@ -254,7 +254,7 @@ export class Metrics {
     });
     this.nudgeLatency = new Histogram({
       name: 'minipush_publish_to_nudge_seconds',
-      help: 'From the log time of the newest command behind a nudge to the nudge being sent',
+      help: 'From the log time of the newest command behind a nudge to the nudge, once per user told',
       buckets: LATENCY_BUCKETS,
       registers,
     });
@@ -310,8 +310,9 @@ export class Metrics {
       onSessionOpened: () => this.sessionsOpened.inc(),
       onSessionClosed: (code) => this.sessionsClosed.inc({ code: String(code) }),
       onKickoff: () => this.kickoffs.inc(),
-      onNudgeSent: (latencyMs) => {
-        this.nudgesSent.inc();
+      onNudgesSent: (count, latencyMs) => {
+        this.nudgesSent.inc(count);
+        // Once per user told, not per session: its sessions here are told at the same moment.
         if (latencyMs !== null) this.nudgeLatency.observe(Math.max(0, latencyMs) / 1000);
       },
       onNudgeCoalesced: () => this.nudgesCoalesced.inc(),

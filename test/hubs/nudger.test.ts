@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { HeadChange } from '../../src/domain/head-state.js';
 import { Nudger } from '../../src/hubs/nudger.js';
+import type { SharedMessage } from '../../src/hubs/shared-message.js';
 import {
   SessionRegistry,
   type Session,
@@ -145,5 +146,60 @@ describe('Nudger', () => {
     nudger.onChanges([change(5, 3, { unreadCount: 0, readVersion: 1 })]);
     vi.advanceTimersByTime(50);
     expect(s.socket.sent.at(-1)).toMatchObject({ headSeq: 3, unreadCount: 0, readVersion: 1 });
+  });
+
+  it('should hand every session of a user one shared message and tell the observer once', () => {
+    // Given three sessions of a user on a transport that takes shared messages
+    const shared: SharedMessage[][] = [];
+    const tabs = [session(6), session(6), session(6)].map((s, i) => {
+      shared.push([]);
+      const socket = { ...s.socket, sendShared: (m: SharedMessage) => shared[i]!.push(m) };
+      const withShared = { ...s, socket };
+      registry.add(withShared);
+      nudger.greeted(withShared, hello);
+      return withShared;
+    });
+    const sent = vi.fn();
+    const observed = new Nudger({
+      registry,
+      windowMs: 50,
+      now: () => Date.now(),
+      observer: { onNudgesSent: sent },
+    });
+    // When the user's head changes
+    observed.onChanges([change(6, 7, { logTime: Date.now() - 3 })]);
+    // Then all three got the very same message, and its bytes say the new head
+    expect(shared.map((list) => list.length)).toEqual([1, 1, 1]);
+    expect(new Set(shared.flat()).size).toBe(1);
+    expect(JSON.parse(shared[0]![0]!.bytes.toString())).toEqual({
+      type: 'head',
+      headSeq: 7,
+      floorSeq: 1,
+      unreadCount: 7,
+      readVersion: 0,
+    });
+    expect(tabs.map((t) => t.told?.headSeq)).toEqual([7, 7, 7]);
+    // And the observer heard of three nudges, with the latency from the log time, in one call
+    expect(sent).toHaveBeenCalledTimes(1);
+    expect(sent).toHaveBeenCalledWith(3, 3);
+    observed.close();
+  });
+
+  it('should tell sessions told more than the change what they merge to, never less', () => {
+    // Given one session told an older head, and one told a newer read state
+    const behind = session(7);
+    const read = session(7);
+    for (const s of [behind, read]) registry.add(s);
+    nudger.greeted(behind, { headSeq: 1, floorSeq: 1, unreadCount: 1, readVersion: 0 });
+    nudger.greeted(read, { headSeq: 2, floorSeq: 1, unreadCount: 0, readVersion: 3 });
+    // When a change with a higher head but an older read state arrives
+    nudger.onChanges([change(7, 4, { unreadCount: 3, readVersion: 1 })]);
+    // Then the first is told the change, the second the higher head with its own read state
+    expect(behind.socket.sent).toEqual([
+      { type: 'head', headSeq: 4, floorSeq: 1, unreadCount: 3, readVersion: 1 },
+    ]);
+    expect(read.socket.sent).toEqual([
+      { type: 'head', headSeq: 4, floorSeq: 1, unreadCount: 0, readVersion: 3 },
+    ]);
   });
 });

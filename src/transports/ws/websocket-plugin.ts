@@ -1,5 +1,6 @@
 import websocket from '@fastify/websocket';
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { Authenticator } from '../../auth/authenticator.js';
@@ -10,6 +11,7 @@ import type { Logger } from '../../logger.js';
 import { CLOSE_CODES, SUBPROTOCOL } from '../../protocol/websocket.js';
 import type { MiniPushService } from '../../service.js';
 import { UpgradeAdmission, type AdmissionSettings } from './admission.js';
+import { textFrame } from './frame.js';
 import { tokenFromSubprotocols } from './parse-request.js';
 import { MAX_IN_FLIGHT, WebSocketRequests, type RequestObserver } from './requests.js';
 
@@ -30,15 +32,22 @@ export interface WebSocketRoutesOptions {
   readonly observer?: WebSocketObserver;
 }
 
-/** A `ws` socket as the hub drives sessions. */
-function sessionSocket(socket: WebSocket): SessionSocket {
+/** A `ws` socket, over the TCP connection `tcp`, as the hub drives sessions. */
+function sessionSocket(socket: WebSocket, tcp: Duplex): SessionSocket {
   return {
+    // ws's own count adds the frames it holds back to compress, which it never does here.
     get bufferedAmount() {
-      return socket.bufferedAmount;
+      return tcp.writableLength;
     },
     isOpen: () => socket.readyState === socket.OPEN,
     // A Buffer is a text frame too: the hub only speaks JSON text.
     send: (data) => socket.send(data, { binary: false }),
+    // A message for many sessions is framed once and written whole, in one call. `ws` writes
+    // its own frames to the same connection synchronously (no compression, no Blobs here), so
+    // frames written beside it stay in order.
+    sendShared: (message) => {
+      if (tcp.writable) tcp.write(message.encoded(textFrame));
+    },
     close: (code, reason) => socket.close(code, reason),
     terminate: () => socket.terminate(),
     ping: () => socket.ping(),
@@ -161,6 +170,7 @@ export async function websocketRoutes(
       (typeof query.token === 'string' && query.token !== '' ? query.token : null) ??
       tokenFromSubprotocols(request.headers['sec-websocket-protocol']);
     const ip = request.ip;
+    const tcp = request.raw.socket;
     const frames = listen(socket);
     releaseUpgrade(socket, request, (error) => onSocketError(error, socket));
     if (token === null) {
@@ -184,7 +194,7 @@ export async function websocketRoutes(
           return;
         }
         if (socket.readyState !== socket.OPEN) return;
-        const session = hub.open(sessionSocket(socket), principal, ip, () => frames.greeted());
+        const session = hub.open(sessionSocket(socket, tcp), principal, ip, () => frames.greeted());
         frames.admitted(session);
         admission.settled(request);
       },
@@ -199,6 +209,8 @@ export async function websocketRoutes(
   await app.register(websocket, {
     options: {
       maxPayload: settings.wsMaxMessageBytes,
+      // Never on: sendShared writes whole frames beside ws's own, which needs ws never to
+      // hold a frame back to compress it.
       perMessageDeflate: false,
       handleProtocols: (protocols: Set<string>) =>
         protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false,

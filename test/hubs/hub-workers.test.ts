@@ -1,0 +1,151 @@
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLOSE_CODES } from '../../src/protocol/websocket.js';
+import { deploymentEnv } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { openBackend, prepareBackend } from '../../src/backend.js';
+import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
+import { backendConfig } from '../helpers/services.js';
+import { API_KEY, JWT_SECRET, signUserToken } from '../helpers/stack.js';
+import { connect, type TestSocket } from '../helpers/ws-client.js';
+
+let nextUid = 140_000;
+const freshUid = () => nextUid++;
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves once `condition` holds, checking every 50 ms. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** One hub deployment of two worker processes behind one port, and a projector + api process. */
+describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
+  let hub: MiniPushProcess;
+  let api: MiniPushProcess;
+  let cleanup: () => Promise<void>;
+  let env: Record<string, string>;
+  const sockets: TestSocket[] = [];
+
+  /** A session and the id of the hub (worker) that greeted it. */
+  async function session(uid: number): Promise<{ socket: TestSocket; hubId: string }> {
+    const socket = await connect(`${hub.url!.replace('http', 'ws')}/v1/ws`, {
+      token: await signUserToken(uid),
+    });
+    sockets.push(socket);
+    const hello = (await socket.next((m) => m.type === 'hello')) as { hubId: string };
+    return { socket, hubId: hello.hubId };
+  }
+
+  async function publish(to: number[]) {
+    const res = await fetch(`${api.url}/v1/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to, body: { at: Date.now() } }),
+    });
+    expect(res.status).toBe(202);
+  }
+
+  beforeAll(async () => {
+    const made = await backendConfig('kafka+mysql', {
+      apiKeys: [API_KEY],
+      jwtSecret: JWT_SECRET,
+      sessionQuota: 5,
+      nudgeWindowMs: 20,
+      grpcPort: -1,
+    });
+    cleanup = () => made.cleanup();
+    const backend = openBackend(made.config, createLogger('warn'));
+    await prepareBackend(made.config, backend, createLogger('warn'));
+    await backend.close();
+    const c = made.config;
+    env = deploymentEnv(c, {
+      sessionQuota: c.sessionQuota,
+      nudgeWindowMs: c.nudgeWindowMs,
+      grpcPort: -1,
+      httpPort: 0,
+    });
+    [api, hub] = await Promise.all([
+      spawnMiniPush({ ...env, MINIPUSH_ROLES: 'api,projector' }),
+      spawnMiniPush({ ...env, MINIPUSH_ROLES: 'hub', MINIPUSH_HUB_WORKERS: '2' }),
+    ]);
+  });
+
+  afterAll(async () => {
+    await Promise.all(sockets.map((s) => s.close().catch(() => undefined)));
+    await killAll();
+    await cleanup?.();
+  });
+
+  it('should accept sessions in both workers and nudge the sessions in either', async () => {
+    const uid = freshUid();
+    const tabs: Array<{ socket: TestSocket; hubId: string }> = [];
+    // Round-robin hands connections to the workers in turn; stop once both have greeted one.
+    while (new Set(tabs.map((t) => t.hubId)).size < 2 && tabs.length < 5)
+      tabs.push(await session(uid));
+    expect(new Set(tabs.map((t) => t.hubId)).size).toBe(2);
+    await publish([uid]);
+    for (const { socket } of tabs) {
+      expect(await socket.next((m) => m.type === 'head', 20_000)).toMatchObject({
+        headSeq: 1,
+        unreadCount: 1,
+      });
+    }
+  });
+
+  it('should keep the per-user session quota across workers', async () => {
+    const uid = freshUid();
+    const tabs: Array<{ socket: TestSocket; hubId: string }> = [];
+    for (let i = 0; i < 5; i++) tabs.push(await session(uid));
+    // Neither worker alone holds more than the quota: only counting both kicks anyone.
+    expect(new Set(tabs.map((t) => t.hubId)).size).toBe(2);
+    const sixth = await session(uid);
+    const oldest = tabs[0]!.socket;
+    expect(await oldest.next((m) => m.type === 'kickoff', 20_000)).toMatchObject({
+      type: 'kickoff',
+    });
+    expect((await oldest.closed).code).toBe(CLOSE_CODES.kickedOff);
+    // The five that stay still hear heads and were never kicked.
+    await publish([uid]);
+    for (const { socket } of [...tabs.slice(1), sixth]) {
+      await socket.next((m) => m.type === 'head', 20_000);
+      expect(socket.messages.filter((m) => m.type === 'kickoff')).toEqual([]);
+      expect(socket.ws.readyState).toBe(WebSocket.OPEN);
+    }
+  });
+
+  it('should take its workers with it when the first process is killed outright', async () => {
+    const doomed = await spawnMiniPush({
+      ...env,
+      MINIPUSH_ROLES: 'hub',
+      MINIPUSH_HUB_WORKERS: '2',
+    });
+    const pids = doomed.logs.find((l) => l.msg === 'minipush is running')?.workers as number[];
+    expect(pids).toHaveLength(2);
+    await doomed.kill('SIGKILL');
+    // Each worker exits when its channel to the first process closes.
+    await until(() => pids.every((pid) => !isRunning(pid)));
+  });
+
+  it('should stop every worker when the hub stops, closing sessions with 1012', async () => {
+    const running = hub.logs.find((l) => l.msg === 'minipush is running');
+    const pids = running?.workers as number[];
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(isRunning(pid)).toBe(true);
+    const uid = freshUid();
+    const tabs = [await session(uid), await session(uid)];
+    const exit = await hub.kill('SIGTERM');
+    expect(exit.code).toBe(0);
+    for (const { socket } of tabs)
+      expect((await socket.closed).code).toBe(CLOSE_CODES.serviceRestart);
+    // The primary exits only after every worker has.
+    for (const pid of pids) expect(isRunning(pid)).toBe(false);
+  });
+});
