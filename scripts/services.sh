@@ -325,7 +325,11 @@ jaeger_up() {
   wait_for 60 "Jaeger" jaeger_ready || die "Jaeger did not start; see $JAEGER_DIR/run/jaeger.log"
 }
 
-jaeger_down() { stop_pid "$JAEGER_DIR/run/jaeger.pid" Jaeger 30; }
+# Like jaeger_up: another instance's `down` (the fault suite's) leaves the default's Jaeger alone.
+jaeger_down() {
+  [ -z "$INSTANCE" ] || return 0
+  stop_pid "$JAEGER_DIR/run/jaeger.pid" Jaeger 30
+}
 
 # ---------------------------------------------------------------- tools
 

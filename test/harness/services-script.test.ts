@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { freePort, randomName, tempDir } from '../helpers/services.js';
 
 const run = promisify(execFile);
@@ -95,4 +95,14 @@ describe('scripts/services.sh', () => {
     expect(await portOpen(kafkaPort)).toBe(false);
     expect(fs.existsSync(path.join(instanceDir, 'kafka', 'run', 'kafka.pid'))).toBe(false);
   }, 300_000);
+
+  it("should leave the default instance's Jaeger running when another instance goes down", async () => {
+    const query = new URL(inject('jaegerQuery'));
+    const port = Number(query.port);
+    expect(await portOpen(port)).toBe(true);
+    const env = servicesEnv({ MINIPUSH_SERVICES_INSTANCE: randomName('down') });
+    const down = await services('down', env);
+    expect(down.code).toBe(0);
+    expect(await portOpen(port)).toBe(true);
+  }, 120_000);
 });
