@@ -28,6 +28,20 @@ import { userFeedProjection } from './user-feed.js';
 
 export { FencedError } from './checkpoints.js';
 
+/**
+ * A batch's time by phase: reading the users and deliveries it touches (`load`), deciding in
+ * memory (`apply`), the transaction up to its commit (`write`), announcing heads (`notify`),
+ * and dead letters and forwards to other partitions (`route`).
+ */
+// A type, not an interface: metrics take it as a record of phases.
+export type BatchPhases = {
+  load: number;
+  apply: number;
+  write: number;
+  notify: number;
+  route: number;
+};
+
 /** Observers of projector progress (metrics, in-process waiters, tracing). */
 export interface ProjectorHooks {
   /** All records below `nextOffset` of `partition` are applied and committed. */
@@ -40,6 +54,8 @@ export interface ProjectorHooks {
     deadLetters: number;
     forwarded: number;
     durationMs: number;
+    /** Where the batch's time went, in ms, summed over its transactions. */
+    phases: BatchPhases;
     lag: number | null;
   }): void;
   /** Wraps the handling of each batch (tracing); `run` takes the records to project. */
@@ -315,15 +331,18 @@ export class Projector {
     const { letters, forwards, local } = routeRecords(toApply, routing);
     // Before the commits: a crash after these sends re-sends them, and both are safe to repeat
     // (dead letters are at-least-once; forwarded records are deduped on their origin).
+    const phases: BatchPhases = { load: 0, apply: 0, write: 0, notify: 0, route: 0 };
+    const routed = performance.now();
     if (letters.length > 0) this.options.hooks?.onDeadLetters?.(letters);
     await this.options.log.deadLetter(letters);
     await this.options.log.append(forwards);
+    phases.route += performance.now() - routed;
 
     let deliveries = 0;
     let readCommands = 0;
     const end = toApply[toApply.length - 1]!.offset + 1;
     for (const slice of transactionSlices(local, toApply[0]!.offset, end)) {
-      const applied = await this.applySlice(partition, state, slice, control);
+      const applied = await this.applySlice(partition, state, slice, control, phases);
       deliveries += applied.deliveries;
       readCommands += applied.readCommands;
     }
@@ -336,6 +355,7 @@ export class Projector {
       deadLetters: letters.length,
       forwarded: forwards.length,
       durationMs: performance.now() - started,
+      phases,
       lag: null,
     });
   }
@@ -349,6 +369,7 @@ export class Projector {
     state: Checkpoint,
     slice: TransactionSlice,
     control: BatchControl,
+    phases: BatchPhases,
   ): Promise<{ deliveries: number; readCommands: number }> {
     const { local, firstOffset, nextOffset } = slice;
     const applied = await withRetry(
@@ -362,7 +383,10 @@ export class Projector {
           for (const uid of item.uids) uids.add(uid);
           if (item.command.type === 'publish') eventIds.add(item.command.id);
         }
+        let at = performance.now();
         await projection.load(uids, eventIds);
+        phases.load += performance.now() - at;
+        at = performance.now();
         let deliveries = 0;
         let readCommands = 0;
         const forwardMarks = new Map<number, number>();
@@ -384,11 +408,15 @@ export class Projector {
         // Before the commit, like the batch's other dead letters: a crash in between sends them
         // again (at least once), never not at all.
         const conflicts = projection.conflictLetters();
+        phases.apply += performance.now() - at;
         if (conflicts.length > 0) {
+          at = performance.now();
           this.options.hooks?.onDeadLetters?.(conflicts);
           await this.options.log.deadLetter(conflicts);
+          phases.route += performance.now() - at;
         }
         await control.heartbeat();
+        at = performance.now();
         await this.options.db.transaction(async (trx) => {
           await moveCheckpoint(trx, {
             topic: this.options.log.topic,
@@ -401,6 +429,7 @@ export class Projector {
           });
           await projection.write(trx, this.options.log.topic);
         });
+        phases.write += performance.now() - at;
         return { projection, deliveries, readCommands, forwardMarks };
       },
       {
@@ -419,7 +448,9 @@ export class Projector {
     state.nextOffset = nextOffset;
     for (const [source, offset] of applied.forwardMarks) state.forwarded.set(source, offset);
     this.options.hooks?.onApplied?.(partition, nextOffset);
+    const notifying = performance.now();
     await this.notify(applied.projection.changes(), partition, nextOffset);
+    phases.notify += performance.now() - notifying;
     return { deliveries: applied.deliveries, readCommands: applied.readCommands };
   }
 }

@@ -32,6 +32,8 @@ export interface BatchFigures {
   readonly deliveries: number;
   readonly deadLetters: number;
   readonly durationMs: number;
+  /** Milliseconds per phase of the batch (see projections/projector.ts, BatchPhases). */
+  readonly phases?: Readonly<Record<string, number>>;
 }
 
 /** One partition's projector lag in records: log end offset − next offset to apply. */
@@ -64,6 +66,7 @@ export class Metrics {
   private readonly requests: Histogram<'transport' | 'route' | 'outcome'>;
   private readonly batchRecords: Histogram<'partition'>;
   private readonly batchSeconds: Histogram<'partition'>;
+  private readonly batchPhaseSeconds: Histogram<'phase'>;
   private readonly deliveries: Counter<'partition'>;
   private readonly deadLetters: Counter<'partition'>;
   private readonly nudgeLatency: Histogram;
@@ -109,6 +112,13 @@ export class Metrics {
       name: 'minipush_projector_batch_duration_seconds',
       help: 'Time to apply, commit and notify one projector batch',
       labelNames: ['partition'],
+      buckets: BATCH_SECONDS,
+      registers,
+    });
+    this.batchPhaseSeconds = new Histogram({
+      name: 'minipush_projector_batch_phase_seconds',
+      help: 'Where a projector batch spends its time: load (read users and deliveries), apply (in memory), write (the transaction up to its commit), notify (heads), route (dead letters, forwards)',
+      labelNames: ['phase'],
       buckets: BATCH_SECONDS,
       registers,
     });
@@ -295,6 +305,9 @@ export class Metrics {
     const partition = String(info.partition);
     this.batchRecords.observe({ partition }, info.records);
     this.batchSeconds.observe({ partition }, info.durationMs / 1000);
+    for (const [phase, ms] of Object.entries(info.phases ?? {})) {
+      this.batchPhaseSeconds.observe({ phase }, ms / 1000);
+    }
     this.deliveries.inc({ partition }, info.deliveries);
     if (info.deadLetters > 0) this.deadLetters.inc({ partition }, info.deadLetters);
   };

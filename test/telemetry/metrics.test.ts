@@ -114,6 +114,15 @@ describe('metrics on kafka+mysql', () => {
     expect(v('minipush_projector_batch_duration_seconds_sum', { partition: home })).toBeGreaterThan(
       0,
     );
+    // Every batch is timed by phase, and its phases fit inside its time.
+    const batches = v('minipush_projector_batch_duration_seconds_count')!;
+    for (const phase of ['load', 'apply', 'write', 'notify', 'route']) {
+      expect(v('minipush_projector_batch_phase_seconds_count', { phase })).toBe(batches);
+    }
+    expect(v('minipush_projector_batch_phase_seconds_sum', { phase: 'write' })).toBeGreaterThan(0);
+    expect(v('minipush_projector_batch_phase_seconds_sum')).toBeLessThanOrEqual(
+      v('minipush_projector_batch_duration_seconds_sum')!,
+    );
     expect(v('minipush_projector_deliveries_total', { partition: home })).toBe(4);
     expect(v('minipush_dead_letters_total', { partition: '0' })).toBe(1);
     for (let p = 0; p < PARTITIONS; p++)
