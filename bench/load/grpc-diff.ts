@@ -5,19 +5,14 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadPackageDefinition } from '../../src/transports/grpc/server.js';
 import { reply, serve, type Message } from '../lib/child.js';
+import type { DiffLoadSetup } from '../lib/diff-load.js';
 import { userToken } from '../lib/jwt.js';
 import { percentiles } from '../lib/stats.js';
 
-interface Setup {
+interface Setup extends DiffLoadSetup {
   readonly target: string;
-  readonly secret: string;
-  readonly users: number;
-  readonly firstUid: number;
-  readonly eventsPerUser: number;
-  readonly pageSize: number;
   readonly concurrency: number;
   readonly channels: number;
-  readonly seconds: number;
 }
 
 type DiffClient = grpc.Client & {

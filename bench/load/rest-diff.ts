@@ -4,17 +4,12 @@
  */
 import autocannon from 'autocannon';
 import { reply, serve, type Message } from '../lib/child.js';
+import type { DiffLoadSetup } from '../lib/diff-load.js';
 import { userToken } from '../lib/jwt.js';
 
-interface Setup {
+interface Setup extends DiffLoadSetup {
   readonly url: string;
-  readonly secret: string;
-  readonly users: number;
-  readonly firstUid: number;
-  readonly eventsPerUser: number;
-  readonly pageSize: number;
   readonly connections: number;
-  readonly seconds: number;
   /** Requests per second offered in all, instead of as many as the server answers. */
   readonly rate?: number;
 }

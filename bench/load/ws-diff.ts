@@ -4,18 +4,13 @@
  */
 import WebSocket from 'ws';
 import { reply, serve, type Message } from '../lib/child.js';
+import type { DiffLoadSetup } from '../lib/diff-load.js';
 import { userToken } from '../lib/jwt.js';
 import { percentiles } from '../lib/stats.js';
 
-interface Setup {
+interface Setup extends DiffLoadSetup {
   readonly url: string;
-  readonly secret: string;
-  readonly users: number;
-  readonly firstUid: number;
-  readonly eventsPerUser: number;
-  readonly pageSize: number;
   readonly sessions: number;
-  readonly seconds: number;
 }
 
 function open(url: string): Promise<WebSocket> {

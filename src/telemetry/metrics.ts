@@ -60,6 +60,28 @@ export interface ReadCacheCounts {
   readonly bytes: number;
 }
 
+const ZERO_READ_CACHE: ReadCacheCounts = {
+  hits: 0,
+  misses: 0,
+  fallbacks: 0,
+  pageHits: 0,
+  pageMisses: 0,
+  evictions: 0,
+  fences: 0,
+  entries: 0,
+  bytes: 0,
+};
+
+/** A counter's or gauge's value read from elsewhere: counters are reset, then raised to it. */
+function set(
+  metric: Counter<string> | Gauge<string>,
+  labels: Record<string, string>,
+  value: number,
+) {
+  if (metric instanceof Gauge) metric.set(labels, value);
+  else metric.inc(labels, value);
+}
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly commands: Counter<'type'>;
@@ -146,74 +168,57 @@ export class Metrics {
         for (const { partition, lag } of lags) this.set({ partition: String(partition) }, lag);
       },
     });
-    const readCache = () => metrics.readCacheSource?.() ?? null;
-    new Counter({
-      name: 'minipush_read_cache_requests_total',
-      help: 'Queries by how the read cache answered: hit (memory), miss (state read from the store), fallback (heads stream behind or unavailable: the store)',
-      labelNames: ['result'],
-      registers,
-      collect: function (this: Counter<'result'>) {
-        const counts = readCache();
+    // The read cache counts for itself; these read its counts at scrape time.
+    const readCacheSeries = (
+      name: string,
+      help: string,
+      values: (counts: ReadCacheCounts) => Record<string, number> | number,
+      kind: 'counter' | 'gauge' = 'counter',
+    ) => {
+      const labelNames = typeof values(ZERO_READ_CACHE) === 'number' ? [] : ['result'];
+      const collect = function (this: Counter<string> | Gauge<string>) {
+        const counts = metrics.readCacheSource?.();
         if (!counts) return;
         this.reset();
-        this.inc({ result: 'hit' }, counts.hits);
-        this.inc({ result: 'miss' }, counts.misses);
-        this.inc({ result: 'fallback' }, counts.fallbacks);
-      },
-    });
-    new Counter({
-      name: 'minipush_read_cache_pages_total',
-      help: 'Pages of events by where the read cache found them: hit (memory) or miss (the store)',
-      labelNames: ['result'],
-      registers,
-      collect: function (this: Counter<'result'>) {
-        const counts = readCache();
-        if (!counts) return;
-        this.reset();
-        this.inc({ result: 'hit' }, counts.pageHits);
-        this.inc({ result: 'miss' }, counts.pageMisses);
-      },
-    });
-    new Counter({
-      name: 'minipush_read_cache_fences_total',
-      help: 'Queries the read cache ran to learn how far the store has committed (one serves every query waiting)',
-      registers,
-      collect: function (this: Counter) {
-        const counts = readCache();
-        if (!counts) return;
-        this.reset();
-        this.inc(counts.fences);
-      },
-    });
-    new Counter({
-      name: 'minipush_read_cache_evictions_total',
-      help: 'Users the read cache dropped to stay within its memory budget',
-      registers,
-      collect: function (this: Counter) {
-        const counts = readCache();
-        if (!counts) return;
-        this.reset();
-        this.inc(counts.evictions);
-      },
-    });
-    new Gauge({
-      name: 'minipush_read_cache_entries',
-      help: 'Users held by the read cache',
-      registers,
-      collect: function (this: Gauge) {
-        const counts = readCache();
-        if (counts) this.set(counts.entries);
-      },
-    });
-    new Gauge({
-      name: 'minipush_read_cache_bytes',
-      help: 'Estimated memory held by the read cache (MINIPUSH_READ_CACHE bounds it)',
-      registers,
-      collect: function (this: Gauge) {
-        const counts = readCache();
-        if (counts) this.set(counts.bytes);
-      },
-    });
+        const figures = values(counts);
+        if (typeof figures === 'number') set(this, {}, figures);
+        else for (const [result, value] of Object.entries(figures)) set(this, { result }, value);
+      };
+      if (kind === 'counter') new Counter({ name, help, labelNames, registers, collect });
+      else new Gauge({ name, help, labelNames, registers, collect });
+    };
+    readCacheSeries(
+      'minipush_read_cache_requests_total',
+      'Queries by how the read cache answered: hit (memory), miss (state read from the store), fallback (heads stream behind or unavailable: the store)',
+      (c) => ({ hit: c.hits, miss: c.misses, fallback: c.fallbacks }),
+    );
+    readCacheSeries(
+      'minipush_read_cache_pages_total',
+      'Pages of events by where the read cache found them: hit (memory) or miss (the store)',
+      (c) => ({ hit: c.pageHits, miss: c.pageMisses }),
+    );
+    readCacheSeries(
+      'minipush_read_cache_fences_total',
+      'Queries the read cache ran to learn how far the store has committed (one serves every query waiting)',
+      (c) => c.fences,
+    );
+    readCacheSeries(
+      'minipush_read_cache_evictions_total',
+      'Users the read cache dropped to stay within its memory budget',
+      (c) => c.evictions,
+    );
+    readCacheSeries(
+      'minipush_read_cache_entries',
+      'Users held by the read cache',
+      (c) => c.entries,
+      'gauge',
+    );
+    readCacheSeries(
+      'minipush_read_cache_bytes',
+      'Estimated memory held by the read cache (MINIPUSH_READ_CACHE bounds it)',
+      (c) => c.bytes,
+      'gauge',
+    );
     new Gauge({
       name: 'minipush_sessions',
       help: 'Live WebSocket sessions on this hub',

@@ -1,6 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
+import { expect } from 'vitest';
+import { openBackend, prepareBackend } from '../../src/backend.js';
+import { deploymentEnv, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { backendConfig } from './services.js';
+import { API_KEY, JWT_SECRET } from './stack.js';
 
 /** The `minipush` bin: starts tracing first when OTEL_* asks for it, then runs the CLI. */
 export const CLI = path.resolve(import.meta.dirname, '../../dist/src/bin.js');
@@ -182,4 +188,38 @@ export async function spawnMiniPush(
     clearTimeout(timer);
   }
   return started;
+}
+
+/**
+ * A fresh Kafka + MariaDB backend with its tables and topics made, and the environment of
+ * `minipush` processes on it with `settings` (and the API key and JWT secret of the tests).
+ */
+export async function preparedDeployment(
+  settings: Partial<Config>,
+): Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }> {
+  const made = await backendConfig('kafka+mysql', {
+    apiKeys: [API_KEY],
+    jwtSecret: JWT_SECRET,
+    ...settings,
+  });
+  const backend = openBackend(made.config, createLogger('warn'));
+  try {
+    await prepareBackend(made.config, backend, createLogger('warn'));
+  } finally {
+    await backend.close();
+  }
+  return {
+    env: deploymentEnv(made.config, { ...settings, httpPort: 0 }),
+    cleanup: () => made.cleanup(),
+  };
+}
+
+/** Publishes one event over REST without waiting; the API must accept it. */
+export async function publishOver(url: string, to: readonly number[]): Promise<void> {
+  const res = await fetch(`${url}/v1/events`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ to, body: { at: Date.now() } }),
+  });
+  expect(res.status).toBe(202);
 }

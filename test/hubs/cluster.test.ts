@@ -1,12 +1,14 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_CODES } from '../../src/protocol/websocket.js';
-import { deploymentEnv } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
-import { openBackend, prepareBackend } from '../../src/backend.js';
-import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
-import { backendConfig } from '../helpers/services.js';
-import { API_KEY, JWT_SECRET, signUserToken } from '../helpers/stack.js';
+import {
+  killAll,
+  preparedDeployment,
+  publishOver,
+  spawnMiniPush,
+  type MiniPushProcess,
+} from '../helpers/processes.js';
+import { signUserToken } from '../helpers/stack.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
 
 let nextUid = 120_000;
@@ -29,38 +31,17 @@ describe('hubs in a cluster (separate processes, Kafka + MariaDB)', () => {
     return socket;
   }
 
-  async function publish(hub: MiniPushProcess, to: number[]) {
-    const res = await fetch(`${hub.url}/v1/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ to, body: { at: Date.now() } }),
-    });
-    expect(res.status).toBe(202);
-  }
+  const publish = (hub: MiniPushProcess, to: number[]) => publishOver(hub.url!, to);
 
   beforeAll(async () => {
-    const made = await backendConfig('kafka+mysql', {
-      apiKeys: [API_KEY],
-      jwtSecret: JWT_SECRET,
+    let env: Record<string, string>;
+    ({ env, cleanup } = await preparedDeployment({
       sessionQuota: 5,
       hubHeartbeatMs: 200,
       hubTimeoutMs: 1500,
       nudgeWindowMs: 20,
       grpcPort: -1,
-    });
-    cleanup = () => made.cleanup();
-    const backend = openBackend(made.config, createLogger('warn'));
-    await prepareBackend(made.config, backend, createLogger('warn'));
-    await backend.close();
-    const c = made.config;
-    const env = deploymentEnv(c, {
-      sessionQuota: c.sessionQuota,
-      hubHeartbeatMs: c.hubHeartbeatMs,
-      hubTimeoutMs: c.hubTimeoutMs,
-      nudgeWindowMs: c.nudgeWindowMs,
-      grpcPort: -1,
-      httpPort: 0,
-    });
+    }));
     [projector, hubA, hubB] = await Promise.all([
       spawnMiniPush({ ...env, MINIPUSH_ROLES: 'projector' }),
       spawnMiniPush({ ...env, MINIPUSH_ROLES: 'api,hub' }),

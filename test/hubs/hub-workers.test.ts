@@ -1,12 +1,14 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLOSE_CODES } from '../../src/protocol/websocket.js';
-import { deploymentEnv } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
-import { openBackend, prepareBackend } from '../../src/backend.js';
-import { killAll, spawnMiniPush, type MiniPushProcess } from '../helpers/processes.js';
-import { backendConfig } from '../helpers/services.js';
-import { API_KEY, JWT_SECRET, signUserToken } from '../helpers/stack.js';
+import {
+  killAll,
+  preparedDeployment,
+  publishOver,
+  spawnMiniPush,
+  type MiniPushProcess,
+} from '../helpers/processes.js';
+import { signUserToken } from '../helpers/stack.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
 
 let nextUid = 140_000;
@@ -44,34 +46,14 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
     return { socket, hubId: hello.hubId };
   }
 
-  async function publish(to: number[]) {
-    const res = await fetch(`${api.url}/v1/events`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ to, body: { at: Date.now() } }),
-    });
-    expect(res.status).toBe(202);
-  }
+  const publish = (to: number[]) => publishOver(api.url!, to);
 
   beforeAll(async () => {
-    const made = await backendConfig('kafka+mysql', {
-      apiKeys: [API_KEY],
-      jwtSecret: JWT_SECRET,
+    ({ env, cleanup } = await preparedDeployment({
       sessionQuota: 5,
       nudgeWindowMs: 20,
       grpcPort: -1,
-    });
-    cleanup = () => made.cleanup();
-    const backend = openBackend(made.config, createLogger('warn'));
-    await prepareBackend(made.config, backend, createLogger('warn'));
-    await backend.close();
-    const c = made.config;
-    env = deploymentEnv(c, {
-      sessionQuota: c.sessionQuota,
-      nudgeWindowMs: c.nudgeWindowMs,
-      grpcPort: -1,
-      httpPort: 0,
-    });
+    }));
     [api, hub] = await Promise.all([
       spawnMiniPush({ ...env, MINIPUSH_ROLES: 'api,projector' }),
       spawnMiniPush({ ...env, MINIPUSH_ROLES: 'hub', MINIPUSH_HUB_WORKERS: '2' }),
