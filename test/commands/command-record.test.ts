@@ -17,6 +17,7 @@ describe('command records (v1)', () => {
       { v: 1, type: 'markRead', uid: 1, seqs: [1, 2] },
       { v: 1, type: 'markReadUpTo', uid: 1, upTo: 40 },
       { v: 1, type: 'markUnread', uid: 1, seqs: [3] },
+      { v: 1, type: 'expire', uid: 1, floor: 7 },
     ] as const;
     for (const command of commands) {
       expect(decodeCommand(encodeCommand(validateCommand(command, limits)), limits)).toEqual(
@@ -51,5 +52,23 @@ describe('command records (v1)', () => {
     expect(thrown).toBeInstanceOf(InvalidCommand);
     expect(thrown).toMatchObject({ code: 'MINIPUSH_BAD_REQUEST', field, httpStatus: 400 });
     expect((thrown as Error).message).toMatch(message);
+  });
+
+  it.each([
+    ['{"v":1,"type":"expire","uid":1}', 'floor'],
+    ['{"v":1,"type":"expire","uid":1,"floor":-1}', 'floor'],
+    ['{"v":1,"type":"expire","uid":1,"floor":"3"}', 'floor'],
+    ['{"v":1,"type":"expire","floor":3}', 'uid'],
+    ['{"v":1,"type":"expire","uid":1,"floor":3,"upTo":4}', 'upTo'],
+  ])('should refuse the expire record %s, naming %s', (value, field) => {
+    let thrown: unknown;
+    try {
+      decodeCommand(Buffer.from(value), limits);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(InvalidCommand);
+    expect(thrown).toMatchObject({ field, httpStatus: 400 });
+    expect((thrown as Error).message).toMatch(new RegExp(field));
   });
 });
