@@ -18,6 +18,13 @@ export {
   type MarkReadCommand,
   type MarkReadUpToCommand,
   type MarkUnreadCommand,
+  type MarkSeenCommand,
+  type MarkSeenUpToCommand,
+  type ArchiveCommand,
+  type ArchiveUpToCommand,
+  type UnarchiveCommand,
+  type UnarchiveUpToCommand,
+  type StateCommand,
 } from './commands/command-record.js';
 export { ERROR_CODES, MiniPushError, type ErrorCode } from './errors.js';
 export { createLogger } from './logger.js';

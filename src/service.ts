@@ -4,6 +4,7 @@ import {
   validateEventId,
   type CommandLimits,
   type CommandRecord,
+  type MarkTarget,
   type PublishCommand,
 } from './commands/command-record.js';
 import {
@@ -15,6 +16,16 @@ import {
 import { decideMarkRead } from './commands/mark-read.js';
 import { decideMarkReadUpTo } from './commands/mark-read-up-to.js';
 import { decideMarkUnread } from './commands/mark-unread.js';
+import { decideMarkSeen } from './commands/mark-seen.js';
+import { decideArchive } from './commands/archive.js';
+import { decideUnarchive } from './commands/unarchive.js';
+import {
+  DEFAULT_STATUS,
+  INBOX_STATES,
+  STATUS_FILTERS,
+  type InboxStateName,
+  type StatusFilter,
+} from './domain/inbox-state.js';
 import { decidePublish, type PublishInput } from './commands/publish.js';
 import { MessageRate, decideSendMessage, type MessageLimits } from './commands/send-message.js';
 import { isUid, MAX_SEQ } from './domain/uid.js';
@@ -102,6 +113,22 @@ function checkUid(uid: unknown): number {
     throw new InvalidUidError('uid', 'uid must be an unsigned 32-bit integer');
   }
   return uid;
+}
+
+function checkStatus(value: unknown): StatusFilter {
+  if (value === undefined || value === null) return DEFAULT_STATUS;
+  if (typeof value !== 'string' || !(STATUS_FILTERS as readonly string[]).includes(value)) {
+    throw new BadRequestError('status', `status must be one of ${STATUS_FILTERS.join(', ')}`);
+  }
+  return value as StatusFilter;
+}
+
+function checkState(value: unknown): InboxStateName {
+  if (value === undefined || value === null) return 'read';
+  if (typeof value !== 'string' || !(INBOX_STATES as readonly string[]).includes(value)) {
+    throw new BadRequestError('state', `state must be one of ${INBOX_STATES.join(', ')}`);
+  }
+  return value as InboxStateName;
 }
 
 function checkSeq(value: unknown, field: string, min: number): number {
@@ -289,6 +316,40 @@ export class MiniPushService {
     return this.mark(command, options);
   }
 
+  /** Marks seqs seen, or every stored seq up to one (opening the inbox: the badge clears). */
+  async markSeen(
+    principal: Principal,
+    uid: unknown,
+    input: MarkTarget,
+    options: { wait?: boolean } = {},
+  ): Promise<MarkResult> {
+    const user = checkUid(uid);
+    authorizeUid(principal, user);
+    return this.mark(decideMarkSeen(user, input, this.deps.settings), options);
+  }
+
+  async archive(
+    principal: Principal,
+    uid: unknown,
+    input: MarkTarget,
+    options: { wait?: boolean } = {},
+  ): Promise<MarkResult> {
+    const user = checkUid(uid);
+    authorizeUid(principal, user);
+    return this.mark(decideArchive(user, input, this.deps.settings), options);
+  }
+
+  async unarchive(
+    principal: Principal,
+    uid: unknown,
+    input: MarkTarget,
+    options: { wait?: boolean } = {},
+  ): Promise<MarkResult> {
+    const user = checkUid(uid);
+    authorizeUid(principal, user);
+    return this.mark(decideUnarchive(user, input, this.deps.settings), options);
+  }
+
   private async mark(command: CommandRecord, options: { wait?: boolean }): Promise<MarkResult> {
     const positions = await this.append(command);
     if (!options.wait) return { position: formatPositions(positions) };
@@ -319,18 +380,22 @@ export class MiniPushService {
     uid: unknown,
     after: unknown,
     limit?: unknown,
+    status?: unknown,
   ): Promise<FeedPage> {
     const user = checkUid(uid);
     authorizeUid(principal, user);
     const from = after === undefined || after === null ? 0 : checkSeq(after, 'after', 0);
     const pageLimit = this.checkLimit(limit);
-    return fromStore(diff(this.views, { uid: user, after: from, limit: pageLimit }));
+    const filter = checkStatus(status);
+    return fromStore(
+      diff(this.views, { uid: user, after: from, limit: pageLimit, status: filter }),
+    );
   }
 
   async fetch(
     principal: Principal,
     uid: unknown,
-    range: { from: unknown; to: unknown; order?: unknown; limit?: unknown },
+    range: { from: unknown; to: unknown; order?: unknown; limit?: unknown; status?: unknown },
   ): Promise<FeedPage> {
     const user = checkUid(uid);
     authorizeUid(principal, user);
@@ -347,7 +412,8 @@ export class MiniPushService {
       range.limit === undefined || range.limit === null
         ? this.deps.settings.maxLimit
         : this.checkLimit(range.limit);
-    return fromStore(fetchRange(this.views, { uid: user, from, to, order, limit }));
+    const status = checkStatus(range.status);
+    return fromStore(fetchRange(this.views, { uid: user, from, to, order, limit, status }));
   }
 
   async stats(principal: Principal, uid: unknown): Promise<UserStats> {
@@ -361,6 +427,7 @@ export class MiniPushService {
     uid: unknown,
     upTo: unknown,
     format: unknown,
+    state?: unknown,
   ): Promise<ReadStates> {
     const user = checkUid(uid);
     authorizeUid(principal, user);
@@ -374,6 +441,7 @@ export class MiniPushService {
         uid: user,
         ...(top === undefined ? {} : { upTo: top }),
         format: fmt,
+        state: checkState(state),
       }),
     );
   }

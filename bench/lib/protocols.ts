@@ -163,6 +163,8 @@ async function headsPublisher(via: { brokers: string; topic: string }): Promise<
             headSeq,
             floorSeq: 1,
             unreadCount: headSeq,
+            unseenCount: headSeq,
+            archivedCount: 0,
             readVersion: 0,
             logTime: Date.now(),
           }),

@@ -46,7 +46,14 @@ export interface InboxSnapshot {
   readonly connection: ConnectionState;
 }
 
-const EMPTY: HeadState = { headSeq: 0, floorSeq: 0, unreadCount: 0, readVersion: 0 };
+const EMPTY: HeadState = {
+  headSeq: 0,
+  floorSeq: 0,
+  unreadCount: 0,
+  unseenCount: 0,
+  archivedCount: 0,
+  readVersion: 0,
+};
 
 interface Reader {
   readonly queue: FeedEvent[];
@@ -108,6 +115,8 @@ export class Inbox extends Emitter<ClientEvents> {
         createTime: event.createTime,
         body: event.body,
         read: event.read,
+        seen: event.seen,
+        archived: event.archived,
       };
       this.cache.set(copy.seq, copy);
       this.lastSeq = copy.seq;
@@ -159,21 +168,23 @@ export class Inbox extends Emitter<ClientEvents> {
     const prev = this.server;
     const readVersion = next.readVersion ?? prev.readVersion;
     const headSeq = Math.max(prev.headSeq, next.headSeq ?? 0);
-    const count = next.unreadCount;
-    const takesCount =
-      count !== undefined &&
-      (readVersion > prev.readVersion ||
-        (readVersion === prev.readVersion && (next.headSeq ?? 0) >= prev.headSeq));
+    const takesCounts =
+      readVersion > prev.readVersion ||
+      (readVersion === prev.readVersion && (next.headSeq ?? 0) >= prev.headSeq);
     const merged: HeadState = {
       headSeq,
       floorSeq: Math.max(prev.floorSeq, next.floorSeq ?? 0),
-      unreadCount: takesCount ? count : prev.unreadCount,
+      unreadCount: (takesCounts ? next.unreadCount : undefined) ?? prev.unreadCount,
+      unseenCount: (takesCounts ? next.unseenCount : undefined) ?? prev.unseenCount,
+      archivedCount: (takesCounts ? next.archivedCount : undefined) ?? prev.archivedCount,
       readVersion: Math.max(prev.readVersion, readVersion),
     };
     if (
       merged.headSeq === prev.headSeq &&
       merged.floorSeq === prev.floorSeq &&
       merged.unreadCount === prev.unreadCount &&
+      merged.unseenCount === prev.unseenCount &&
+      merged.archivedCount === prev.archivedCount &&
       merged.readVersion === prev.readVersion
     )
       return;
@@ -187,7 +198,8 @@ export class Inbox extends Emitter<ClientEvents> {
    * replaced starts its versions again.
    */
   forgetState(): void {
-    this.server = { ...EMPTY, unreadCount: this.server.unreadCount };
+    const { unreadCount, unseenCount, archivedCount } = this.server;
+    this.server = { ...EMPTY, unreadCount, unseenCount, archivedCount };
   }
 
   /** Drops the cache after expiry; the caller refills it with the newest page. */

@@ -51,6 +51,35 @@ export interface MarkUnreadCommand {
 }
 
 /**
+ * Seen, archived and unarchived marks: like the read marks, a list of seqs or every stored seq
+ * up to one. Mark read implies seen; archived is independent of both.
+ */
+export interface MarkSeqsCommand<T extends StateSeqsCommandType> {
+  readonly v: 1;
+  readonly type: T;
+  readonly uid: number;
+  readonly seqs: readonly number[];
+}
+
+export interface MarkUpToCommand<T extends StateUpToCommandType> {
+  readonly v: 1;
+  readonly type: T;
+  readonly uid: number;
+  readonly upTo: number;
+}
+
+export const STATE_SEQS_COMMAND_TYPES = ['markSeen', 'archive', 'unarchive'] as const;
+export const STATE_UP_TO_COMMAND_TYPES = ['markSeenUpTo', 'archiveUpTo', 'unarchiveUpTo'] as const;
+export type StateSeqsCommandType = (typeof STATE_SEQS_COMMAND_TYPES)[number];
+export type StateUpToCommandType = (typeof STATE_UP_TO_COMMAND_TYPES)[number];
+export type MarkSeenCommand = MarkSeqsCommand<'markSeen'>;
+export type MarkSeenUpToCommand = MarkUpToCommand<'markSeenUpTo'>;
+export type ArchiveCommand = MarkSeqsCommand<'archive'>;
+export type ArchiveUpToCommand = MarkUpToCommand<'archiveUpTo'>;
+export type UnarchiveCommand = MarkSeqsCommand<'unarchive'>;
+export type UnarchiveUpToCommand = MarkUpToCommand<'unarchiveUpTo'>;
+
+/**
  * Removes a user's events below `floor` (written by the TTL cleaner for expired events): the
  * floor never goes down and never past the head + 1.
  */
@@ -62,10 +91,34 @@ export interface ExpireCommand {
   readonly floor: number;
 }
 
-export type CommandRecord =
-  PublishCommand | MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand | ExpireCommand;
+/** Every command that changes a user's read, seen or archived state. */
+export type StateCommand =
+  | MarkReadCommand
+  | MarkReadUpToCommand
+  | MarkUnreadCommand
+  | MarkSeenCommand
+  | MarkSeenUpToCommand
+  | ArchiveCommand
+  | ArchiveUpToCommand
+  | UnarchiveCommand
+  | UnarchiveUpToCommand;
+export type CommandRecord = PublishCommand | StateCommand | ExpireCommand;
 export type CommandType = CommandRecord['type'];
-export type ReadCommand = MarkReadCommand | MarkReadUpToCommand | MarkUnreadCommand;
+
+/** Every command type this build reads, in the order docs/kafka-commands.md lists them. */
+export const COMMAND_TYPES = [
+  'publish',
+  'markRead',
+  'markReadUpTo',
+  'markUnread',
+  'markSeen',
+  'markSeenUpTo',
+  'archive',
+  'archiveUpTo',
+  'unarchive',
+  'unarchiveUpTo',
+  'expire',
+] as const satisfies readonly CommandType[];
 
 /** Limits a command must respect, from the configuration. */
 export interface CommandLimits {
@@ -235,17 +288,23 @@ export function validateCommand(input: unknown, limits: CommandLimits): CommandR
       };
     }
     case 'markRead':
-    case 'markUnread': {
+    case 'markUnread':
+    case 'markSeen':
+    case 'archive':
+    case 'unarchive': {
       checkFields(input, ['v', 'type', 'uid', 'seqs']);
       const uid = validateUid(input.uid, 'uid');
       const seqs = validateSeqs(input.seqs, limits);
       return { v: 1, type: input.type, uid, seqs };
     }
-    case 'markReadUpTo': {
+    case 'markReadUpTo':
+    case 'markSeenUpTo':
+    case 'archiveUpTo':
+    case 'unarchiveUpTo': {
       checkFields(input, ['v', 'type', 'uid', 'upTo']);
       const uid = validateUid(input.uid, 'uid');
       const upTo = validateSeq(input.upTo, 'upTo');
-      return { v: 1, type: 'markReadUpTo', uid, upTo };
+      return { v: 1, type: input.type, uid, upTo };
     }
     case 'expire': {
       checkFields(input, ['v', 'type', 'uid', 'floor']);
@@ -256,7 +315,7 @@ export function validateCommand(input: unknown, limits: CommandLimits): CommandR
     default:
       throw new BadRequestError(
         'type',
-        `unknown command type ${JSON.stringify(input.type) ?? 'undefined'}; expected publish, markRead, markReadUpTo, markUnread or expire`,
+        `unknown command type ${JSON.stringify(input.type) ?? 'undefined'}; expected ${COMMAND_TYPES.join(', ')}`,
       );
   }
 }
@@ -284,4 +343,34 @@ export function encodeCommand(command: CommandRecord): Buffer {
 /** The uids a command touches. */
 export function uidsOf(command: CommandRecord): readonly number[] {
   return command.type === 'publish' ? command.to : [command.uid];
+}
+
+/** The seqs or the "up to" seq a state mark names: exactly one of the two. */
+export interface MarkTarget {
+  readonly seqs?: unknown;
+  readonly upTo?: unknown;
+}
+
+/**
+ * A state mark of a list of seqs or of every stored seq up to one, validated: `types` names the
+ * command for each form.
+ */
+export function decideStateMark<S extends StateSeqsCommandType, U extends StateUpToCommandType>(
+  types: { readonly seqs: S; readonly upTo: U },
+  uid: unknown,
+  target: MarkTarget,
+  limits: CommandLimits,
+): MarkSeqsCommand<S> | MarkUpToCommand<U> {
+  const user = validateUid(uid, 'uid');
+  const hasSeqs = target.seqs !== undefined && target.seqs !== null;
+  const hasUpTo = target.upTo !== undefined && target.upTo !== null;
+  if (hasSeqs === hasUpTo) {
+    throw new BadRequestError(
+      'seqs',
+      'give either seqs (a list) or upTo (a seq), not both or neither',
+    );
+  }
+  return hasSeqs
+    ? { v: 1, type: types.seqs, uid: user, seqs: validateSeqs(target.seqs, limits) }
+    : { v: 1, type: types.upTo, uid: user, upTo: validateSeq(target.upTo, 'upTo') };
 }

@@ -2,7 +2,12 @@ import { Kafka, Partitioners, type Producer } from 'kafkajs';
 import { commandLimits, loadConfig } from '../config.js';
 import { topicNames } from '../log/topics.js';
 import { toAppendRecords } from './command-writer.js';
-import { validateCommand, type CommandLimits, type CommandRecord } from './command-record.js';
+import {
+  validateCommand,
+  type CommandLimits,
+  type CommandRecord,
+  type MarkTarget,
+} from './command-record.js';
 import { decidePublish, type PublishInput } from './publish.js';
 
 // What callers catch and build commands with, importable from `minipush/producer` alone.
@@ -11,6 +16,9 @@ export type { PublishInput } from './publish.js';
 import { decideMarkRead } from './mark-read.js';
 import { decideMarkReadUpTo } from './mark-read-up-to.js';
 import { decideMarkUnread } from './mark-unread.js';
+import { decideMarkSeen } from './mark-seen.js';
+import { decideArchive } from './archive.js';
+import { decideUnarchive } from './unarchive.js';
 
 export interface CommandProducerOptions {
   /** Kafka bootstrap brokers, e.g. `['kafka-1:9092']`. */
@@ -89,6 +97,11 @@ export async function createCommandProducer(options: CommandProducerOptions) {
     markRead: async (uid: number, seqs: number[]) => send(decideMarkRead(uid, seqs, limits)),
     markReadUpTo: async (uid: number, upTo: number) => send(decideMarkReadUpTo(uid, upTo)),
     markUnread: async (uid: number, seqs: number[]) => send(decideMarkUnread(uid, seqs, limits)),
+    /** Seen, archived and unarchived marks take `{ seqs }` or `{ upTo }`, like REST. */
+    markSeen: async (uid: number, target: MarkTarget) => send(decideMarkSeen(uid, target, limits)),
+    archive: async (uid: number, target: MarkTarget) => send(decideArchive(uid, target, limits)),
+    unarchive: async (uid: number, target: MarkTarget) =>
+      send(decideUnarchive(uid, target, limits)),
     close: () => producer.disconnect(),
   };
 }

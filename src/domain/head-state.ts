@@ -1,16 +1,16 @@
+import type { InboxCounts } from './inbox-state.js';
+
 /**
  * A user's head as sessions are told it, and the rules that keep what a session hears from ever
- * going back: heads, floors and read versions only grow, and the unread count belongs to the
- * newest read state.
+ * going back: heads, floors and read versions only grow, and the counts belong to the newest
+ * state.
  */
-export interface HeadState {
+export interface HeadState extends InboxCounts {
   /** Highest seq (0 when the feed is empty). */
   readonly headSeq: number;
   /** Lowest seq still stored. */
   readonly floorSeq: number;
-  /** Unread events in [floorSeq, headSeq]. */
-  readonly unreadCount: number;
-  /** Grows with every change of the read state. */
+  /** Grows with every change of the read, seen or archived state. */
   readonly readVersion: number;
   /** Log time of the newest command behind this state, for publish → nudge latency. */
   readonly logTime?: number;
@@ -45,6 +45,8 @@ export function sameHead(a: HeadState, b: HeadState): boolean {
     a.headSeq === b.headSeq &&
     a.floorSeq === b.floorSeq &&
     a.unreadCount === b.unreadCount &&
+    a.unseenCount === b.unseenCount &&
+    a.archivedCount === b.archivedCount &&
     a.readVersion === b.readVersion
   );
 }
@@ -56,8 +58,8 @@ export function isNewer(a: HeadState, than: HeadState | null): boolean {
 }
 
 /**
- * The state after both: the higher head, floor and read version, and the unread count of the
- * newer read state (of the higher head when the read versions tie).
+ * The state after both: the higher head, floor and read version, and the counts of the newer
+ * state (of the higher head when the read versions tie).
  */
 export function mergeHeads(a: HeadState | null, b: HeadState): HeadState {
   if (!a) return b;
@@ -70,6 +72,8 @@ export function mergeHeads(a: HeadState | null, b: HeadState): HeadState {
     headSeq: Math.max(a.headSeq, b.headSeq),
     floorSeq: Math.max(a.floorSeq, b.floorSeq),
     unreadCount: latest.unreadCount,
+    unseenCount: latest.unseenCount,
+    archivedCount: latest.archivedCount,
     readVersion: Math.max(a.readVersion, b.readVersion),
     ...(logTime !== undefined ? { logTime } : {}),
   };
@@ -81,6 +85,8 @@ export function headStateOf(change: HeadState): HeadState {
     headSeq: change.headSeq,
     floorSeq: change.floorSeq,
     unreadCount: change.unreadCount,
+    unseenCount: change.unseenCount,
+    archivedCount: change.archivedCount,
     readVersion: change.readVersion,
     ...(change.logTime !== undefined ? { logTime: change.logTime } : {}),
   };

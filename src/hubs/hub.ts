@@ -222,6 +222,8 @@ export class Hub {
           headSeq: stats.headSeq,
           floorSeq: stats.floorSeq,
           unreadCount: stats.unreadCount,
+          unseenCount: stats.unseenCount,
+          archivedCount: stats.archivedCount,
           readVersion: stats.readVersion,
         };
         const hello: HelloMessage = {

@@ -43,7 +43,8 @@ function headMessage(state: HeadState): SharedMessage {
   return new SharedMessage(
     Buffer.from(
       `{"type":"head","headSeq":${state.headSeq},"floorSeq":${state.floorSeq},` +
-        `"unreadCount":${state.unreadCount},"readVersion":${state.readVersion}}`,
+        `"unreadCount":${state.unreadCount},"unseenCount":${state.unseenCount},` +
+        `"archivedCount":${state.archivedCount},"readVersion":${state.readVersion}}`,
     ),
   );
 }

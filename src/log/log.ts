@@ -203,7 +203,12 @@ export function decodeHeadsRecord(
       return { position: position as FeedPosition };
     }
     if (typeof parsed.uid !== 'number' || typeof parsed.headSeq !== 'number') return null;
-    return { change: parsed as HeadChange };
+    // A change from a build before seen and archived states: nothing was seen but what was read.
+    const change = parsed as HeadChange;
+    if (typeof parsed.unseenCount !== 'number' || typeof parsed.archivedCount !== 'number') {
+      return { change: { ...change, unseenCount: change.unreadCount, archivedCount: 0 } };
+    }
+    return { change };
   } catch {
     return null;
   }

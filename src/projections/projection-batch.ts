@@ -1,5 +1,11 @@
 import type { Knex } from 'knex';
-import { decodeBitmap, encodeBitmap, unreadCount, type ReadBitmap } from '../domain/read-bitmap.js';
+import {
+  INBOX_STATES,
+  inboxCounts,
+  type InboxBitmaps,
+  type InboxStateName,
+} from '../domain/inbox-state.js';
+import { decodeBitmap, encodeBitmap, type ReadBitmap } from '../domain/read-bitmap.js';
 import type { HeadChange } from '../domain/head-state.js';
 import type { DeadLetter, LogRecord } from '../log/log.js';
 import { dialectOf } from '../store/database.js';
@@ -12,13 +18,15 @@ export interface UserState {
   floorSeq: number;
   /** Expiry clock: log time of the newest delivery, never decreasing. */
   lastTs: number;
+  /** Grows with every change of the read, seen or archived state. */
   readVersion: number;
-  /** Stored bitmap bytes; decoded on first use. */
-  storedBitmap: Buffer | null;
-  bitmap: ReadBitmap | null;
+  /** Stored bitmap bytes of each state; decoded on first use. */
+  readonly stored: Record<InboxStateName, Buffer | null>;
+  readonly decoded: Partial<Record<InboxStateName, ReadBitmap>>;
   exists: boolean;
   headChanged: boolean;
-  readChanged: boolean;
+  /** The read, seen or archived state changed. */
+  stateChanged: boolean;
   /** The floor rose (expired events removed). */
   floorChanged: boolean;
   /** Newest record that touched this user, for the notification's latency and trace. */
@@ -56,6 +64,25 @@ export interface CommandResult {
 }
 
 const CHUNK = 500;
+
+/** The user_states column of each state's bitmap. */
+export const BITMAP_COLUMNS = INBOX_STATES.map((name) => `${name}_bitmap` as const);
+
+/**
+ * A state's bitmap as the row stores it, trimmed to the stored seqs whenever the floor rises,
+ * so stored bitmaps never hold expired seqs. An empty state is always null, never the encoding
+ * of an empty bitmap, whether or not a batch happened to decode it: the row must not depend on
+ * batch boundaries.
+ */
+function storedForm(state: UserState, name: InboxStateName): Buffer | null {
+  let bitmap = state.decoded[name];
+  if (!bitmap) {
+    if (!state.floorChanged || state.stored[name] === null) return state.stored[name];
+    bitmap = state.decoded[name] = decodeBitmap(state.stored[name]);
+  }
+  if (state.floorSeq > 1) bitmap.removeRange(0, state.floorSeq);
+  return bitmap.isEmpty ? null : encodeBitmap(bitmap);
+}
 
 function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
   const out: T[][] = [];
@@ -149,11 +176,13 @@ export class ProjectionBatch {
           floor_seq: number;
           last_ts: number | string;
           read_bitmap: unknown;
+          seen_bitmap: unknown;
+          archived_bitmap: unknown;
           read_version: number | string;
         }>
       >(
         this.db('user_states')
-          .select('uid', 'head_seq', 'floor_seq', 'last_ts', 'read_bitmap', 'read_version')
+          .select('uid', 'head_seq', 'floor_seq', 'last_ts', 'read_version', ...BITMAP_COLUMNS)
           .whereIn('uid', part),
       );
       for (const row of rows) {
@@ -163,11 +192,15 @@ export class ProjectionBatch {
           floorSeq: row.floor_seq,
           lastTs: Number(row.last_ts),
           readVersion: Number(row.read_version),
-          storedBitmap: toBuffer(row.read_bitmap),
-          bitmap: null,
+          stored: {
+            read: toBuffer(row.read_bitmap),
+            seen: toBuffer(row.seen_bitmap),
+            archived: toBuffer(row.archived_bitmap),
+          },
+          decoded: {},
           exists: true,
           headChanged: false,
-          readChanged: false,
+          stateChanged: false,
           floorChanged: false,
           lastRecord: null,
         });
@@ -203,11 +236,11 @@ export class ProjectionBatch {
         floorSeq: 1,
         lastTs: 0,
         readVersion: 0,
-        storedBitmap: null,
-        bitmap: null,
+        stored: { read: null, seen: null, archived: null },
+        decoded: {},
         exists: false,
         headChanged: false,
-        readChanged: false,
+        stateChanged: false,
         floorChanged: false,
         lastRecord: null,
       };
@@ -216,9 +249,17 @@ export class ProjectionBatch {
     return state;
   }
 
-  bitmapOf(state: UserState): ReadBitmap {
-    state.bitmap ??= decodeBitmap(state.storedBitmap);
-    return state.bitmap;
+  /** The user's bitmap of seqs in `name` state (read by default), decoded on first use. */
+  bitmapOf(state: UserState, name: InboxStateName = 'read'): ReadBitmap {
+    return (state.decoded[name] ??= decodeBitmap(state.stored[name]));
+  }
+
+  bitmapsOf(state: UserState): InboxBitmaps {
+    return {
+      read: this.bitmapOf(state, 'read'),
+      seen: this.bitmapOf(state, 'seen'),
+      archived: this.bitmapOf(state, 'archived'),
+    };
   }
 
   wasDelivered(eventId: string, uid: number): boolean {
@@ -251,7 +292,7 @@ export class ProjectionBatch {
   }
 
   private changed(state: UserState): boolean {
-    return state.headChanged || state.readChanged || state.floorChanged;
+    return state.headChanged || state.stateChanged || state.floorChanged;
   }
 
   /** Writes every change of the batch; call inside the offset-fenced transaction. */
@@ -300,57 +341,62 @@ export class ProjectionBatch {
       );
     }
     // One upsert for every changed user, in ascending uid order, so concurrent partitions lock
-    // rows in one order. A user whose read state did not change carries no bitmap: the merge
-    // keeps the stored one unless the read version moved (MySQL assigns left to right, so the
-    // bitmap goes before the version). Floors only rise, whoever wrote them last.
+    // rows in one order. A user whose states and floor did not change carries no bitmaps: the
+    // merge keeps the stored ones unless the read version moved or the floor rose (MySQL
+    // assigns left to right, so the bitmaps go before both). Floors only rise, whoever wrote
+    // them last.
     const changed = [...this.users.values()]
       .filter((state) => this.changed(state))
       .sort((a, b) => a.uid - b.uid);
     const merge = mysql
       ? {
+          // Bitmaps first: they compare against the floor and version before those are set.
+          ...Object.fromEntries(
+            BITMAP_COLUMNS.map((column) => [
+              column,
+              trx.raw(
+                `IF(VALUES(read_version) <> read_version OR VALUES(floor_seq) > floor_seq, VALUES(${column}), ${column})`,
+              ),
+            ]),
+          ),
           log_partition: trx.raw('VALUES(log_partition)'),
           head_seq: trx.raw('VALUES(head_seq)'),
           floor_seq: trx.raw('GREATEST(floor_seq, VALUES(floor_seq))'),
           last_ts: trx.raw('VALUES(last_ts)'),
-          read_bitmap: trx.raw(
-            'IF(VALUES(read_version) <> read_version, VALUES(read_bitmap), read_bitmap)',
-          ),
           read_version: trx.raw('VALUES(read_version)'),
         }
       : {
+          ...Object.fromEntries(
+            BITMAP_COLUMNS.map((column) => [
+              column,
+              trx.raw(
+                `CASE WHEN excluded.read_version <> read_version OR excluded.floor_seq > floor_seq THEN excluded.${column} ELSE ${column} END`,
+              ),
+            ]),
+          ),
           log_partition: trx.raw('excluded.log_partition'),
           head_seq: trx.raw('excluded.head_seq'),
           floor_seq: trx.raw('MAX(floor_seq, excluded.floor_seq)'),
           last_ts: trx.raw('excluded.last_ts'),
-          read_bitmap: trx.raw(
-            'CASE WHEN excluded.read_version <> read_version THEN excluded.read_bitmap ELSE read_bitmap END',
-          ),
           read_version: trx.raw('excluded.read_version'),
         };
     for (const part of chunks(changed, 200)) {
       await trx('user_states')
         .insert(
           part.map((s) => {
-            const withBitmap = s.readChanged || !s.exists;
-            const bitmap = withBitmap ? s.bitmap : null;
-            if (bitmap && s.floorSeq > 1) bitmap.removeRange(0, s.floorSeq);
-            return {
+            const withBitmaps = s.stateChanged || s.floorChanged || !s.exists;
+            const row: Record<string, unknown> = {
               uid: s.uid,
               log_partition: this.partition,
               head_seq: s.headSeq,
               floor_seq: s.floorSeq,
               last_ts: s.lastTs,
-              // Nothing read is always null, never the encoding of an empty bitmap, whether or
-              // not a batch happened to decode it: the row must not depend on batch boundaries.
-              read_bitmap: !withBitmap
-                ? null
-                : !bitmap
-                  ? s.storedBitmap
-                  : bitmap.isEmpty
-                    ? null
-                    : encodeBitmap(bitmap),
-              read_version: s.readVersion,
             };
+            for (const name of INBOX_STATES) {
+              row[`${name}_bitmap`] = withBitmaps ? storedForm(s, name) : null;
+            }
+            row.read_version = s.readVersion;
+            return row;
           }),
         )
         .onConflict('uid')
@@ -402,7 +448,7 @@ export class ProjectionBatch {
         uid: state.uid,
         headSeq: state.headSeq,
         floorSeq: state.floorSeq,
-        unreadCount: unreadCount(this.bitmapOf(state), state.floorSeq, state.headSeq),
+        ...inboxCounts(this.bitmapsOf(state), state.floorSeq, state.headSeq),
         readVersion: state.readVersion,
         ...(record ? { logTime: record.timestamp } : {}),
         ...(record?.headers.traceparent ? { traceparent: record.headers.traceparent } : {}),
@@ -422,23 +468,26 @@ export async function currentHeads(db: Knex, uids: readonly number[]): Promise<H
         head_seq: number;
         floor_seq: number;
         read_bitmap: unknown;
+        seen_bitmap: unknown;
+        archived_bitmap: unknown;
         read_version: number | string;
       }>
     >(
       db('user_states')
-        .select('uid', 'head_seq', 'floor_seq', 'read_bitmap', 'read_version')
+        .select('uid', 'head_seq', 'floor_seq', 'read_version', ...BITMAP_COLUMNS)
         .whereIn('uid', part),
     );
     for (const row of rows) {
+      const bitmaps: InboxBitmaps = {
+        read: decodeBitmap(toBuffer(row.read_bitmap)),
+        seen: decodeBitmap(toBuffer(row.seen_bitmap)),
+        archived: decodeBitmap(toBuffer(row.archived_bitmap)),
+      };
       out.push({
         uid: row.uid,
         headSeq: row.head_seq,
         floorSeq: row.floor_seq,
-        unreadCount: unreadCount(
-          decodeBitmap(toBuffer(row.read_bitmap)),
-          row.floor_seq,
-          row.head_seq,
-        ),
+        ...inboxCounts(bitmaps, row.floor_seq, row.head_seq),
         readVersion: Number(row.read_version),
       });
     }

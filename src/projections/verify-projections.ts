@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { decodeBitmap } from '../domain/read-bitmap.js';
+import { BitmapClass, decodeBitmap } from '../domain/read-bitmap.js';
 import { typed } from '../store/database.js';
 import { appliedOffsets } from './checkpoints.js';
 
@@ -10,6 +10,7 @@ export type ViolationKind =
   | 'orphan-deliveries'
   | 'missing-event'
   | 'read-beyond-head'
+  | 'read-unseen'
   | 'offset-beyond-log';
 
 export interface Violation {
@@ -49,12 +50,14 @@ interface StateRow {
   head_seq: number;
   floor_seq: number;
   read_bitmap: Buffer | null;
+  seen_bitmap: Buffer | null;
+  archived_bitmap: Buffer | null;
 }
 
 /**
  * Checks the invariants every deployment must keep, reading only the projected tables: each
- * user's stored seqs are exactly floorSeq..headSeq with no gap, every delivery has its event, read
- * bits never pass the head, and no projector claims offsets the log does not have.
+ * user's stored seqs are exactly floorSeq..headSeq with no gap, every delivery has its event, read,
+ * seen and archived bits never pass the head, every read seq is seen, and no projector claims offsets the log does not have.
  */
 export async function verifyProjections(
   db: Knex,
@@ -77,7 +80,7 @@ export async function verifyProjections(
         .where('uid', '>', lastUid)
         .orderBy('uid')
         .limit(chunk)
-        .select('uid', 'head_seq', 'floor_seq', 'read_bitmap'),
+        .select('uid', 'head_seq', 'floor_seq', 'read_bitmap', 'seen_bitmap', 'archived_bitmap'),
     );
     if (states.length === 0) break;
     const first = states[0]!.uid;
@@ -129,16 +132,33 @@ export async function verifyProjections(
           });
         }
       }
-      if (state.read_bitmap && state.read_bitmap.length > 0) {
-        const bitmap = decodeBitmap(state.read_bitmap);
-        const top = bitmap.maximum();
-        if (bitmap.size > 0 && top > head) {
-          report({
-            kind: 'read-beyond-head',
-            uid,
-            detail: `seq ${top} is marked read but the head is ${head}`,
-          });
-        }
+      const bitmaps = {
+        read: decodeBitmap(state.read_bitmap),
+        seen: decodeBitmap(state.seen_bitmap),
+        archived: decodeBitmap(state.archived_bitmap),
+      };
+      const beyond = Object.entries(bitmaps).filter(
+        ([, bitmap]) => bitmap.size > 0 && bitmap.maximum() > head,
+      );
+      if (beyond.length > 0) {
+        const top = Math.max(...beyond.map(([, bitmap]) => bitmap.maximum()));
+        report({
+          kind: 'read-beyond-head',
+          uid,
+          detail: `seq ${top} is marked ${beyond.map(([name]) => name).join(' and ')} but the head is ${head}`,
+        });
+      }
+      // Only stored seqs count (a bitmap written before expiry trimmed them may hold older ones).
+      const readUnseen = BitmapClass.andNot(bitmaps.read, bitmaps.seen).rangeCardinality(
+        state.floor_seq,
+        head + 1,
+      );
+      if (readUnseen > 0) {
+        report({
+          kind: 'read-unseen',
+          uid,
+          detail: `${readUnseen} seqs are read but not seen (mark read implies seen)`,
+        });
       }
     }
     for (const orphan of byUid.values()) {

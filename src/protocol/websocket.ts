@@ -45,6 +45,9 @@ export const REQUEST_TYPES = [
   'readStates',
   'markRead',
   'markUnread',
+  'markSeen',
+  'archive',
+  'unarchive',
   'send',
   'refresh',
   'ping',
@@ -60,9 +63,13 @@ export interface HeadState {
   readonly headSeq: number;
   /** Lowest seq still stored; older events expired. */
   readonly floorSeq: number;
-  /** Unread events in [floorSeq, headSeq]. */
+  /** Unread events in [floorSeq, headSeq], not counting archived ones. */
   readonly unreadCount: number;
-  /** Grows with every change of the read state. */
+  /** Events never seen (the bell's badge), not counting archived ones. */
+  readonly unseenCount: number;
+  /** Archived events still stored. */
+  readonly archivedCount: number;
+  /** Grows with every change of the read, seen or archived state: every tab converges on it. */
   readonly readVersion: number;
 }
 
@@ -124,6 +131,10 @@ export interface FeedEvent {
   readonly body: unknown;
   /** True once marked read (by any session of the user). */
   readonly read: boolean;
+  /** True once seen (marked seen, or read). */
+  readonly seen: boolean;
+  /** True while archived: out of the default view, fetchable with the `archived` filter. */
+  readonly archived: boolean;
 }
 
 /** An answer page of `diff` and `fetch`, of events of type `E`. */
@@ -166,6 +177,9 @@ export interface Answers {
   readStates: ReadStatesAnswer;
   markRead: MarkAnswer;
   markUnread: MarkAnswer;
+  markSeen: MarkAnswer;
+  archive: MarkAnswer;
+  unarchive: MarkAnswer;
   send: { id: string; position: string };
   /** The session now runs on the new token, until it expires in turn. */
   refresh: { tokenExpiresAt: number | null };

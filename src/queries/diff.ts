@@ -1,11 +1,14 @@
 import { toFeedEvents, type FeedPage } from './feed-event.js';
-import type { UserViews } from './user-view.js';
+import type { StatusFilter } from '../domain/inbox-state.js';
+import { filteredPage, type UserViews } from './user-view.js';
 
 export interface DiffQuery {
   readonly uid: number;
   /** Last seq the client has; 0 for none. */
   readonly after: number;
   readonly limit: number;
+  /** Which events: the default view (`unarchived`), `all`, `unread`, `unseen`, `archived`. */
+  readonly status: StatusFilter;
 }
 
 /**
@@ -21,8 +24,13 @@ export async function diff(views: UserViews, query: DiffQuery): Promise<FeedPage
   if (start >= state.headSeq) {
     return { headSeq: state.headSeq, floorSeq: state.floorSeq, events: [], more: false, reset };
   }
-  const rows = await view.page(start + 1, state.headSeq, 'asc', query.limit + 1);
+  const rows = await filteredPage(view, query.status, {
+    lo: start + 1,
+    hi: state.headSeq,
+    order: 'asc',
+    limit: query.limit + 1,
+  });
   const more = rows.length > query.limit;
-  const events = toFeedEvents(rows, query.limit, state.bitmap);
+  const events = toFeedEvents(rows, query.limit, state.bitmaps);
   return { headSeq: state.headSeq, floorSeq: state.floorSeq, events, more, reset };
 }

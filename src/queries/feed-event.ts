@@ -1,3 +1,4 @@
+import type { InboxBitmaps } from '../domain/inbox-state.js';
 import type { ReadBitmap } from '../domain/read-bitmap.js';
 import type { FeedPageOf, FeedEvent as WireFeedEvent } from '../protocol/websocket.js';
 
@@ -23,20 +24,25 @@ export interface FeedRow {
   jsonHead?: string;
 }
 
-function toFeedEvent(row: FeedRow, read: boolean): FeedEvent {
-  const createTime = Number(row.create_time);
-  row.jsonHead ??= `{"seq":${row.seq},"createTime":${createTime},"body":${row.body},"read":`;
-  return { seq: row.seq, createTime, bodyJson: row.body, read, jsonHead: row.jsonHead };
+/**
+ * Answers "is this row's seq in the bitmap" for the rows of one page: one native call settles
+ * the usual pages, none or all of them; mixed pages ask the bitmap per row.
+ */
+function membership(
+  bitmap: ReadBitmap,
+  page: { lo: number; hi: number; count: number },
+): (seq: number) => boolean {
+  const inPage = page.count === 0 ? 0 : bitmap.rangeCardinality(page.lo, page.hi + 1);
+  if (inPage === 0) return () => false;
+  if (inPage === page.count && page.hi - page.lo + 1 === page.count) return () => true;
+  return (seq) => bitmap.has(seq);
 }
 
-/**
- * The first `limit` rows as events with their read flags. One native call settles the usual
- * pages, all unread or all read; mixed pages ask the bitmap per row.
- */
+/** The first `limit` rows as events with their read, seen and archived flags. */
 export function toFeedEvents(
   rows: readonly FeedRow[],
   limit: number,
-  bitmap: ReadBitmap,
+  bitmaps: InboxBitmaps,
 ): FeedEvent[] {
   const count = Math.min(rows.length, limit);
   let lo = Infinity;
@@ -46,26 +52,42 @@ export function toFeedEvents(
     if (seq < lo) lo = seq;
     if (seq > hi) hi = seq;
   }
-  const read = count === 0 ? 0 : bitmap.rangeCardinality(lo, hi + 1);
-  const allRead = read === count && hi - lo + 1 === count;
+  const page = { lo, hi, count };
+  const isRead = membership(bitmaps.read, page);
+  const isSeen = membership(bitmaps.seen, page);
+  const isArchived = membership(bitmaps.archived, page);
   const events: FeedEvent[] = new Array<FeedEvent>(count);
   for (let i = 0; i < count; i++) {
     const row = rows[i]!;
-    events[i] = toFeedEvent(row, read === 0 ? false : allRead || bitmap.has(row.seq));
+    const createTime = Number(row.create_time);
+    row.jsonHead ??= `{"seq":${row.seq},"createTime":${createTime},"body":${row.body},"read":`;
+    events[i] = {
+      seq: row.seq,
+      createTime,
+      bodyJson: row.body,
+      read: isRead(row.seq),
+      seen: isSeen(row.seq),
+      archived: isArchived(row.seq),
+      jsonHead: row.jsonHead,
+    };
   }
   return events;
 }
 
 /**
- * A page as clients get it, `{ headSeq, floorSeq, events: [{ seq, createTime, body, read }],
- * more, reset }`, as JSON text with the stored bodies spliced in. `members` go first, e.g.
+ * A page as clients get it, `{ headSeq, floorSeq, events: [{ seq, createTime, body, read, seen,
+ * archived }], more, reset }`, as JSON text with the stored bodies spliced in. `members` go first, e.g.
  * `"type":"diff",` for a WebSocket answer.
  */
 export function feedPageJson(page: FeedPage, members = ''): string {
   let events = '';
   for (const e of page.events) {
     if (events !== '') events += ',';
-    events += e.jsonHead + (e.read ? 'true}' : 'false}');
+    events +=
+      e.jsonHead +
+      (e.read ? 'true,"seen":' : 'false,"seen":') +
+      (e.seen ? 'true,"archived":' : 'false,"archived":') +
+      (e.archived ? 'true}' : 'false}');
   }
   return (
     `{${members}"headSeq":${page.headSeq},"floorSeq":${page.floorSeq},` +

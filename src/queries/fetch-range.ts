@@ -1,5 +1,6 @@
 import { toFeedEvents, type FeedPage } from './feed-event.js';
-import type { UserViews } from './user-view.js';
+import type { StatusFilter } from '../domain/inbox-state.js';
+import { filteredPage, type UserViews } from './user-view.js';
 
 export interface FetchRangeQuery {
   readonly uid: number;
@@ -10,6 +11,8 @@ export interface FetchRangeQuery {
   readonly order: 'asc' | 'desc';
   /** At most this many events; `more` says the range holds others. */
   readonly limit: number;
+  /** Which events: the default view (`unarchived`), `all`, `unread`, `unseen`, `archived`. */
+  readonly status: StatusFilter;
 }
 
 /** Events with seqs in [from, to], newest or oldest first, like the seed's GetEvents. */
@@ -22,8 +25,13 @@ export async function fetchRange(views: UserViews, query: FetchRangeQuery): Prom
   if (hi < lo) {
     return { headSeq: state.headSeq, floorSeq: state.floorSeq, events: [], more: false, reset };
   }
-  const rows = await view.page(lo, hi, query.order, query.limit + 1);
+  const rows = await filteredPage(view, query.status, {
+    lo,
+    hi,
+    order: query.order,
+    limit: query.limit + 1,
+  });
   const more = rows.length > query.limit;
-  const events = toFeedEvents(rows, query.limit, state.bitmap);
+  const events = toFeedEvents(rows, query.limit, state.bitmaps);
   return { headSeq: state.headSeq, floorSeq: state.floorSeq, events, more, reset };
 }

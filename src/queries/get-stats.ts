@@ -1,20 +1,19 @@
-import { unreadCount } from '../domain/read-bitmap.js';
+import { inboxCounts, type InboxCounts } from '../domain/inbox-state.js';
 import type { UserViews } from './user-view.js';
 
-export interface UserStats {
+export interface UserStats extends InboxCounts {
   readonly headSeq: number;
   readonly floorSeq: number;
-  readonly unreadCount: number;
   readonly readVersion: number;
 }
 
-/** Head, floor and unread count; the count comes from the bitmap's cardinality, not a scan. */
+/** Head, floor and counts; the counts come from the bitmaps' cardinalities, not a scan. */
 export async function getStats(views: UserViews, uid: number): Promise<UserStats> {
   const { state } = await views.open(uid);
   return {
     headSeq: state.headSeq,
     floorSeq: state.floorSeq,
-    unreadCount: unreadCount(state.bitmap, state.floorSeq, state.headSeq),
+    ...inboxCounts(state.bitmaps, state.floorSeq, state.headSeq),
     readVersion: state.readVersion,
   };
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { FeedPosition, HeadChange } from '../domain/head-state.js';
-import { unreadCount } from '../domain/read-bitmap.js';
+import { inboxCounts, sameCounts, type InboxBitmaps } from '../domain/inbox-state.js';
 import type { ChangeFeed, Subscription } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { typed } from '../store/database.js';
@@ -8,6 +8,8 @@ import type { FeedRow } from './feed-event.js';
 import { readUserState, type StoredUserState } from './user-state.js';
 import {
   readPage,
+  readRows,
+  storeView,
   StoreUserViews,
   type SeqOrder,
   type UserView,
@@ -83,6 +85,14 @@ interface Waiter {
 
 const ENTRY_BYTES = 160;
 const EVENT_BYTES = 96;
+
+function bitmapBytes(bitmaps: InboxBitmaps): number {
+  return (
+    bitmaps.read.getSerializationSizeInBytes('portable') +
+    bitmaps.seen.getSerializationSizeInBytes('portable') +
+    bitmaps.archived.getSerializationSizeInBytes('portable')
+  );
+}
 
 function eventBytes(row: FeedRow): number {
   return EVENT_BYTES + row.body.length * 2;
@@ -214,11 +224,7 @@ export class ReadCache implements UserViews {
   }
 
   private storeView(uid: number, state: StoredUserState): UserView {
-    return {
-      state,
-      page: (lo, hi, order, limit) =>
-        readPage(this.options.db, uid, state.partition, { lo, hi, order, limit }),
-    };
+    return storeView(this.options.db, uid, state);
   }
 
   /** A view of a kept user: pages from memory when all their events are there. */
@@ -250,6 +256,19 @@ export class ReadCache implements UserViews {
         }
         return read;
       },
+      rows: async (seqs: readonly number[]) => {
+        const kept = seqs.flatMap((seq) => entry.events.get(seq) ?? []);
+        if (kept.length === seqs.length) {
+          this.counts.pageHits++;
+          return kept;
+        }
+        this.counts.pageMisses++;
+        const read = await readRows(this.options.db, uid, state.partition, seqs);
+        if (generation === this.generation && this.entries.get(uid) === entry) {
+          this.keepEvents(entry, read);
+        }
+        return read;
+      },
     };
   }
 
@@ -269,8 +288,8 @@ export class ReadCache implements UserViews {
   }
 
   private setState(entry: Entry, state: StoredUserState | null): void {
-    const before = entry.state ? entry.state.bitmap.getSerializationSizeInBytes('portable') : 0;
-    const after = state ? state.bitmap.getSerializationSizeInBytes('portable') : 0;
+    const before = entry.state ? bitmapBytes(entry.state.bitmaps) : 0;
+    const after = state ? bitmapBytes(state.bitmaps) : 0;
     if (entry.bytes === 0) this.resize(entry, ENTRY_BYTES);
     entry.state = state;
     if (state && state.floorSeq > entry.floorSeq) this.raiseFloor(entry, state.floorSeq);
@@ -356,7 +375,7 @@ export class ReadCache implements UserViews {
 
   /**
    * A change of one user, heard after its commit: heads and floors only grow; a new read version
-   * means a read bitmap the change does not carry, so the state is read again when next asked.
+   * means bitmaps the change does not carry, so the state is read again when next asked.
    */
   private apply(change: HeadChange): void {
     const load = this.loads.get(change.uid);
@@ -376,11 +395,11 @@ export class ReadCache implements UserViews {
       headSeq === state.headSeq && floorSeq === state.floorSeq
         ? state
         : { ...state, headSeq, floorSeq };
-    // The same read state must count the same unread events; if not, trust the store.
+    // The same states must give the same counts; if not, trust the store.
     const exact =
       next.headSeq !== change.headSeq ||
       next.floorSeq !== change.floorSeq ||
-      unreadCount(next.bitmap, next.floorSeq, next.headSeq) === change.unreadCount;
+      sameCounts(inboxCounts(next.bitmaps, next.floorSeq, next.headSeq), change);
     if (exact) entry.state = next;
     else this.setState(entry, null);
   }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import { decodeBitmap, type ReadBitmap } from '../domain/read-bitmap.js';
+import type { InboxBitmaps } from '../domain/inbox-state.js';
+import { decodeBitmap } from '../domain/read-bitmap.js';
 import { typed } from '../store/database.js';
 
 export interface StoredUserState {
@@ -8,10 +9,15 @@ export interface StoredUserState {
   readonly headSeq: number;
   readonly floorSeq: number;
   readonly readVersion: number;
-  readonly bitmap: ReadBitmap;
+  /** Read, seen and archived seqs. */
+  readonly bitmaps: InboxBitmaps;
 }
 
-/** A user's head, floor and read bitmap; a user with no events has head 0 and floor 1. */
+function emptyBitmaps(): InboxBitmaps {
+  return { read: decodeBitmap(null), seen: decodeBitmap(null), archived: decodeBitmap(null) };
+}
+
+/** A user's head, floor and state bitmaps; a user with no events has head 0 and floor 1. */
 export async function readUserState(db: Knex, uid: number): Promise<StoredUserState> {
   const row = await typed<
     | {
@@ -20,15 +26,25 @@ export async function readUserState(db: Knex, uid: number): Promise<StoredUserSt
         floor_seq: number;
         read_version: number | string;
         read_bitmap: Buffer | null;
+        seen_bitmap: Buffer | null;
+        archived_bitmap: Buffer | null;
       }
     | undefined
   >(
     db('user_states')
       .where({ uid })
-      .first('log_partition', 'head_seq', 'floor_seq', 'read_version', 'read_bitmap'),
+      .first(
+        'log_partition',
+        'head_seq',
+        'floor_seq',
+        'read_version',
+        'read_bitmap',
+        'seen_bitmap',
+        'archived_bitmap',
+      ),
   );
   if (!row)
-    return { partition: -1, headSeq: 0, floorSeq: 1, readVersion: 0, bitmap: decodeBitmap(null) };
+    return { partition: -1, headSeq: 0, floorSeq: 1, readVersion: 0, bitmaps: emptyBitmaps() };
   if (row.log_partition === null) {
     throw new Error(`user_states.log_partition of uid ${uid} is not set: run minipush migrate`);
   }
@@ -37,6 +53,10 @@ export async function readUserState(db: Knex, uid: number): Promise<StoredUserSt
     headSeq: row.head_seq,
     floorSeq: row.floor_seq,
     readVersion: Number(row.read_version),
-    bitmap: decodeBitmap(row.read_bitmap),
+    bitmaps: {
+      read: decodeBitmap(row.read_bitmap),
+      seen: decodeBitmap(row.seen_bitmap),
+      archived: decodeBitmap(row.archived_bitmap),
+    },
   };
 }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { selectSeqs, type StatusFilter } from '../domain/inbox-state.js';
 import type { FeedRow } from './feed-event.js';
 import { readUserState, type StoredUserState } from './user-state.js';
 import { typed } from '../store/database.js';
@@ -13,6 +14,8 @@ export interface UserView {
   readonly state: StoredUserState;
   /** Up to `limit` events with seqs in [lo, hi], `order` by seq; lo ≥ floor, hi ≤ head. */
   page(lo: number, hi: number, order: SeqOrder, limit: number): Promise<readonly FeedRow[]>;
+  /** The events of these stored seqs, in the order given. */
+  rows(seqs: readonly number[]): Promise<readonly FeedRow[]>;
 }
 
 /** Where queries get their views: the store itself, or a read cache in front of it. */
@@ -39,16 +42,61 @@ export function readPage(
   );
 }
 
+/** The events of some seqs of a user, in the order given. */
+export async function readRows(
+  db: Knex,
+  uid: number,
+  partition: number,
+  seqs: readonly number[],
+): Promise<FeedRow[]> {
+  const rows = await typed<FeedRow[]>(
+    db('user_events as ue')
+      .join('events as e', (on) =>
+        on.on('e.event_id', 'ue.event_id').andOnVal('e.log_partition', partition),
+      )
+      .where('ue.uid', uid)
+      .whereIn('ue.seq', [...seqs])
+      .select('ue.seq as seq', 'e.create_time as create_time', 'e.body as body'),
+  );
+  const bySeq = new Map(rows.map((row) => [row.seq, row]));
+  return seqs.flatMap((seq) => bySeq.get(seq) ?? []);
+}
+
+/** A view reading straight from the store. */
+export function storeView(db: Knex, uid: number, state: StoredUserState): UserView {
+  return {
+    state,
+    page: (lo, hi, order, limit) => readPage(db, uid, state.partition, { lo, hi, order, limit }),
+    rows: (seqs) => readRows(db, uid, state.partition, seqs),
+  };
+}
+
+/**
+ * Up to `limit` events in [lo, hi] that `status` selects, in `order`. The bitmaps pick the
+ * seqs, so a filtered page reads only the events it answers with, however many it skips.
+ */
+export function filteredPage(
+  view: UserView,
+  status: StatusFilter,
+  range: { lo: number; hi: number; order: SeqOrder; limit: number },
+): Promise<readonly FeedRow[]> {
+  const seqs = selectSeqs(view.state.bitmaps, status, range);
+  if (seqs === null) return view.page(range.lo, range.hi, range.order, range.limit);
+  if (seqs.length === 0) return Promise.resolve([]);
+  const first = seqs[0]!;
+  const last = seqs[seqs.length - 1]!;
+  // One run of seqs is a plain page, which the read cache serves from what it keeps.
+  if (Math.abs(last - first) + 1 === seqs.length) {
+    return view.page(Math.min(first, last), Math.max(first, last), range.order, seqs.length);
+  }
+  return view.rows(seqs);
+}
+
 /** Views straight from the projected tables: two statements per query. */
 export class StoreUserViews implements UserViews {
   constructor(private readonly db: Knex) {}
 
   async open(uid: number): Promise<UserView> {
-    const state = await readUserState(this.db, uid);
-    return {
-      state,
-      page: (lo, hi, order, limit) =>
-        readPage(this.db, uid, state.partition, { lo, hi, order, limit }),
-    };
+    return storeView(this.db, uid, await readUserState(this.db, uid));
   }
 }

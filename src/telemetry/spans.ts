@@ -26,6 +26,9 @@ export const SPAN = {
   /** A read mark (seqs or up to a seq) appended to the write log. */
   markRead: 'minipush.mark_read',
   markUnread: 'minipush.mark_unread',
+  markSeen: 'minipush.mark_seen',
+  archive: 'minipush.archive',
+  unarchive: 'minipush.unarchive',
   /** Expired events removed from a user's feed (written by the TTL cleaner). */
   expire: 'minipush.expire',
   /** One projector batch: its database transaction and notifications. Links to its records. */
@@ -86,6 +89,15 @@ function commandSpanName(command: CommandRecord): string {
       return SPAN.markRead;
     case 'markUnread':
       return SPAN.markUnread;
+    case 'markSeen':
+    case 'markSeenUpTo':
+      return SPAN.markSeen;
+    case 'archive':
+    case 'archiveUpTo':
+      return SPAN.archive;
+    case 'unarchive':
+    case 'unarchiveUpTo':
+      return SPAN.unarchive;
     case 'expire':
       return SPAN.expire;
     default: {

@@ -7,6 +7,8 @@ const event = (seq: number, read = false): FeedEvent => ({
   createTime: 1000 + seq,
   body: { seq },
   read,
+  seen: read,
+  archived: false,
 });
 
 describe('Inbox', () => {
@@ -33,7 +35,14 @@ describe('Inbox', () => {
     // A late nudge from before the read must not bring the old count back.
     inbox.applyState({ headSeq: 4, floorSeq: 1, unreadCount: 4, readVersion: 0 });
     inbox.applyState({ headSeq: 6, floorSeq: 1, unreadCount: 4, readVersion: 1 });
-    expect(inbox.head).toEqual({ headSeq: 6, floorSeq: 1, unreadCount: 4, readVersion: 1 });
+    expect(inbox.head).toEqual({
+      headSeq: 6,
+      floorSeq: 1,
+      unreadCount: 4,
+      unseenCount: 0,
+      archivedCount: 0,
+      readVersion: 1,
+    });
     expect(counts).toEqual([5, 3, 4]);
   });
 

@@ -76,6 +76,8 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('backend contract: %s', (bac
       headSeq: 4,
       floorSeq: 1,
       unreadCount: 1,
+      unseenCount: 0,
+      archivedCount: 0,
       readVersion: 3,
     });
   });
@@ -92,10 +94,10 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('backend contract: %s', (bac
       expect(
         watch.changes
           .filter((c) => c.uid === uid)
-          .map((c) => [c.headSeq, c.unreadCount, c.readVersion]),
+          .map((c) => [c.headSeq, c.unreadCount, c.unseenCount, c.readVersion]),
       ).toEqual([
-        [1, 1, 0],
-        [1, 0, 1],
+        [1, 1, 1, 0],
+        [1, 0, 0, 1],
       ]);
     } finally {
       await watch.close();

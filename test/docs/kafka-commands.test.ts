@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  COMMAND_TYPES,
   InvalidCommand,
   validateCommand,
   type CommandLimits,
@@ -33,13 +34,7 @@ describe('docs/kafka-commands.md', () => {
       const command = validateCommand(JSON.parse(example), limits);
       types.add(command.type);
     }
-    expect([...types].sort()).toEqual([
-      'expire',
-      'markRead',
-      'markReadUpTo',
-      'markUnread',
-      'publish',
-    ]);
+    expect([...types].sort()).toEqual([...COMMAND_TYPES].sort());
   });
 
   it('should list exactly the fields the schema accepts', () => {
@@ -107,14 +102,13 @@ describe('docs/kafka-commands.md examples against Kafka', () => {
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
-  const readBits = async (uid: number) =>
-    decodeBitmap(
-      (
-        await typed<{ read_bitmap: Buffer | null } | undefined>(
-          runtime.backend.db('user_states').where({ uid }).first('read_bitmap'),
-        )
-      )?.read_bitmap,
-    ).toArray();
+  const readBits = async (uid: number, state: 'read' | 'seen' | 'archived' = 'read') => {
+    const column = `${state}_bitmap`;
+    const row = await typed<Record<string, Buffer | null> | undefined>(
+      runtime.backend.db('user_states').where({ uid }).first(column),
+    );
+    return decodeBitmap(row?.[column]).toArray();
+  };
 
   it('should route console-producer lines keyed as shown with the default partitioner', async () => {
     const lines = codeBlocks(doc, 'text')
@@ -183,6 +177,10 @@ describe('docs/kafka-commands.md examples against Kafka', () => {
     // markRead(42, [1]) then markUnread(42, [1]); markReadUpTo(43, 10) stops at the head.
     expect(await readBits(42)).toEqual([]);
     expect(await readBits(43)).toEqual([1, 2]);
+    // Read implies seen, and markSeen(42, upTo 10) saw the rest; 43's archived 2 came back.
+    expect(await readBits(42, 'seen')).toEqual([1, 2]);
+    expect(await readBits(43, 'seen')).toEqual([1, 2]);
+    expect(await readBits(43, 'archived')).toEqual([]);
   });
 
   it('should have the helper throw InvalidCommand naming the field, as the page says', async () => {

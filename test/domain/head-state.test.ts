@@ -1,10 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { headStateOf, isNewer, mergeHeads, sameHead } from '../../src/domain/head-state.js';
 
-const state = (headSeq: number, floorSeq: number, unreadCount: number, readVersion: number) => ({
+const state = (
+  headSeq: number,
+  floorSeq: number,
+  unreadCount: number,
+  readVersion: number,
+  unseenCount = unreadCount,
+  archivedCount = 0,
+) => ({
   headSeq,
   floorSeq,
   unreadCount,
+  unseenCount,
+  archivedCount,
   readVersion,
 });
 

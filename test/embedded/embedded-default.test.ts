@@ -59,7 +59,14 @@ describe('embedded default (one process, no services)', () => {
       });
       const diff = await json(`${url}/v1/users/1/events?after=0`, { auth: minted.body.token });
       expect(diff.body.events).toEqual([
-        { seq: 1, createTime: expect.any(Number), body: { text: 'hello' }, read: false },
+        {
+          seq: 1,
+          createTime: expect.any(Number),
+          body: { text: 'hello' },
+          read: false,
+          seen: false,
+          archived: false,
+        },
       ]);
       const read = await socket.request('markRead', { seqs: [1] });
       expect(read.changed).toBe(1);

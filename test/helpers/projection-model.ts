@@ -76,6 +76,8 @@ export interface ModelUser {
   floor: number;
   lastTs: number;
   readonly read: Set<number>;
+  readonly seen: Set<number>;
+  readonly archived: Set<number>;
   readVersion: number;
 }
 
@@ -92,8 +94,9 @@ export interface ProjectionModel {
  * A second, independent statement of the projection rules: each partition in log order; a
  * record that does not decode is junk; a re-routed record is applied once per origin; a
  * publish gives each local recipient not yet holding the id the next seq, at the user's log
- * time (never decreasing); an expire raises the floor (never past head + 1); read marks change
- * only seqs in [floor, head].
+ * time (never decreasing); an expire raises the floor (never past head + 1); read, seen and
+ * archive marks change only seqs in [floor, head]; mark read marks seen too; any flip of any
+ * state bumps the read version.
  */
 export function replayLog(
   log: readonly (readonly LogRecord[])[],
@@ -109,7 +112,15 @@ export function replayLog(
     if (!state)
       users.set(
         uid,
-        (state = { deliveries: [], floor: 1, lastTs: 0, read: new Set(), readVersion: 0 }),
+        (state = {
+          deliveries: [],
+          floor: 1,
+          lastTs: 0,
+          read: new Set(),
+          seen: new Set(),
+          archived: new Set(),
+          readVersion: 0,
+        }),
       );
     return state;
   };
@@ -156,21 +167,46 @@ export function replayLog(
         state.floor = Math.max(state.floor, Math.min(command.floor, head + 1));
         continue;
       }
-      let changed = 0;
       const kept = (seq: number) => seq >= state.floor && seq <= head;
       const seqs =
-        command.type === 'markReadUpTo'
+        'upTo' in command
           ? Array.from({ length: Math.min(command.upTo, head) }, (_, i) => i + 1).filter(kept)
           : command.seqs.filter(kept);
-      for (const seq of seqs) {
-        if (command.type === 'markUnread') {
-          if (state.read.delete(seq)) changed++;
-        } else if (!state.read.has(seq)) {
-          state.read.add(seq);
-          changed++;
+      const flip = (set: Set<number>, add: boolean) => {
+        let flipped = 0;
+        for (const seq of seqs) {
+          if (add === set.has(seq)) continue;
+          if (add) set.add(seq);
+          else set.delete(seq);
+          flipped++;
         }
+        return flipped;
+      };
+      let changed = 0;
+      let seenToo = 0;
+      switch (command.type) {
+        case 'markRead':
+        case 'markReadUpTo':
+          changed = flip(state.read, true);
+          seenToo = flip(state.seen, true);
+          break;
+        case 'markUnread':
+          changed = flip(state.read, false);
+          break;
+        case 'markSeen':
+        case 'markSeenUpTo':
+          changed = flip(state.seen, true);
+          break;
+        case 'archive':
+        case 'archiveUpTo':
+          changed = flip(state.archived, true);
+          break;
+        case 'unarchive':
+        case 'unarchiveUpTo':
+          changed = flip(state.archived, false);
+          break;
       }
-      if (changed > 0) state.readVersion++;
+      if (changed + seenToo > 0) state.readVersion++;
       results.set(`${partition}:${record.offset}`, changed);
     }
   });
@@ -182,6 +218,8 @@ export interface StoredUser {
   readonly floorSeq: number;
   readonly lastTs: number;
   readonly read: number[];
+  readonly seen: number[];
+  readonly archived: number[];
   readonly readVersion: number;
 }
 
@@ -210,19 +248,25 @@ export async function readProjection(
       floor_seq: number;
       last_ts: number | string;
       read_bitmap: Buffer | null;
+      seen_bitmap: Buffer | null;
+      archived_bitmap: Buffer | null;
       read_version: number | string;
     }>
   >(db('user_states').select());
   const users = new Map<number, StoredUser>();
   for (const row of states) {
+    const storedSeqs = (bitmap: Buffer | null) =>
+      decodeBitmap(bitmap)
+        .toArray()
+        .filter((seq) => seq >= row.floor_seq && seq <= row.head_seq);
     users.set(row.uid, {
       headSeq: row.head_seq,
       floorSeq: row.floor_seq,
       lastTs: Number(row.last_ts),
       // Bits below the floor are trimmed lazily; only stored seqs count.
-      read: decodeBitmap(row.read_bitmap)
-        .toArray()
-        .filter((seq) => seq >= row.floor_seq && seq <= row.head_seq),
+      read: storedSeqs(row.read_bitmap),
+      seen: storedSeqs(row.seen_bitmap),
+      archived: storedSeqs(row.archived_bitmap),
       readVersion: Number(row.read_version),
     });
   }
@@ -251,6 +295,8 @@ export function differences(
       headSeq: user.deliveries.length,
       lastTs: user.lastTs,
       read: [...user.read].sort((a, b) => a - b),
+      seen: [...user.seen].sort((a, b) => a - b),
+      archived: [...user.archived].sort((a, b) => a - b),
       readVersion: user.readVersion,
     };
     const got: Record<string, unknown> = {
@@ -258,6 +304,8 @@ export function differences(
       headSeq: state?.headSeq,
       lastTs: state?.lastTs,
       read: state?.read,
+      seen: state?.seen,
+      archived: state?.archived,
       readVersion: state?.readVersion,
     };
     for (const field of Object.keys(want)) {

@@ -81,18 +81,27 @@ export class Workload {
         const uid = pick(this.uids);
         const head = this.sent.get(uid) ?? 0;
         const seq = () => randomInt(1, head + 3);
-        const kind = randomInt(10);
+        const seqs = () => [...new Set([seq(), seq(), seq()])].sort((a, b) => a - b);
+        // Read marks most, then the seen, archive and unarchive marks, each form of each.
+        const kind = randomInt(20);
         const command: CommandRecord =
-          kind < 5
-            ? {
-                v: 1,
-                type: 'markRead',
-                uid,
-                seqs: [...new Set([seq(), seq(), seq()])].sort((a, b) => a - b),
-              }
-            : kind < 8
+          kind < 6
+            ? { v: 1, type: 'markRead', uid, seqs: seqs() }
+            : kind < 9
               ? { v: 1, type: 'markReadUpTo', uid, upTo: seq() }
-              : { v: 1, type: 'markUnread', uid, seqs: [seq()] };
+              : kind < 11
+                ? { v: 1, type: 'markUnread', uid, seqs: [seq()] }
+                : kind < 13
+                  ? { v: 1, type: 'markSeen', uid, seqs: seqs() }
+                  : kind < 14
+                    ? { v: 1, type: 'markSeenUpTo', uid, upTo: seq() }
+                    : kind < 16
+                      ? { v: 1, type: 'archive', uid, seqs: seqs() }
+                      : kind < 17
+                        ? { v: 1, type: 'archiveUpTo', uid, upTo: seq() }
+                        : kind < 19
+                          ? { v: 1, type: 'unarchive', uid, seqs: [seq()] }
+                          : { v: 1, type: 'unarchiveUpTo', uid, upTo: seq() };
         if (randomInt(20) === 0) {
           const owner = partitionOfUid(uid, this.partitions);
           records.push({

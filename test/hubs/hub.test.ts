@@ -108,6 +108,8 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('hub on %s', (backend) => {
         headSeq: 1,
         floorSeq: 1,
         unreadCount: 1,
+        unseenCount: 1,
+        archivedCount: 0,
         readVersion: 0,
       });
     }

@@ -45,11 +45,20 @@ const change = (uid: number, headSeq: number, extra: Partial<HeadChange> = {}): 
   headSeq,
   floorSeq: 1,
   unreadCount: headSeq,
+  unseenCount: extra.unreadCount ?? headSeq,
+  archivedCount: 0,
   readVersion: 0,
   ...extra,
 });
 
-const hello = { headSeq: 0, floorSeq: 1, unreadCount: 0, readVersion: 0 };
+const hello = {
+  headSeq: 0,
+  floorSeq: 1,
+  unreadCount: 0,
+  unseenCount: 0,
+  archivedCount: 0,
+  readVersion: 0,
+};
 
 describe('Nudger', () => {
   let registry: SessionRegistry;
@@ -92,6 +101,8 @@ describe('Nudger', () => {
       headSeq: 5,
       floorSeq: 1,
       unreadCount: 5,
+      unseenCount: 5,
+      archivedCount: 0,
       readVersion: 0,
     });
     expect(coalesced).toHaveBeenCalledTimes(3);
@@ -100,7 +111,7 @@ describe('Nudger', () => {
   it('should never tell a session a head lower than one it was told', () => {
     const s = session(2);
     registry.add(s);
-    nudger.greeted(s, { ...hello, headSeq: 10, unreadCount: 10 });
+    nudger.greeted(s, { ...hello, headSeq: 10, unreadCount: 10, unseenCount: 10 });
     nudger.onChanges([change(2, 8)]);
     vi.advanceTimersByTime(100);
     nudger.onChanges([change(2, 9)]);
@@ -115,7 +126,7 @@ describe('Nudger', () => {
     registry.add(s);
     nudger.onChanges([change(3, 4)]);
     expect(s.socket.sent).toEqual([]);
-    nudger.greeted(s, { ...hello, headSeq: 2, unreadCount: 2 });
+    nudger.greeted(s, { ...hello, headSeq: 2, unreadCount: 2, unseenCount: 2 });
     expect(s.socket.sent.map((m) => m.headSeq)).toEqual([4]);
   });
 
@@ -143,9 +154,17 @@ describe('Nudger', () => {
     registry.add(s);
     nudger.greeted(s, hello);
     nudger.onChanges([change(5, 3)]);
-    nudger.onChanges([change(5, 3, { unreadCount: 0, readVersion: 1 })]);
+    nudger.onChanges([
+      change(5, 3, { unreadCount: 0, unseenCount: 0, archivedCount: 0, readVersion: 1 }),
+    ]);
     vi.advanceTimersByTime(50);
-    expect(s.socket.sent.at(-1)).toMatchObject({ headSeq: 3, unreadCount: 0, readVersion: 1 });
+    expect(s.socket.sent.at(-1)).toMatchObject({
+      headSeq: 3,
+      unreadCount: 0,
+      unseenCount: 0,
+      archivedCount: 0,
+      readVersion: 1,
+    });
   });
 
   it('should hand every session of a user one shared message and tell the observer once', () => {
@@ -176,6 +195,8 @@ describe('Nudger', () => {
       headSeq: 7,
       floorSeq: 1,
       unreadCount: 7,
+      unseenCount: 7,
+      archivedCount: 0,
       readVersion: 0,
     });
     expect(tabs.map((t) => t.told?.headSeq)).toEqual([7, 7, 7]);
@@ -190,16 +211,48 @@ describe('Nudger', () => {
     const behind = session(7);
     const read = session(7);
     for (const s of [behind, read]) registry.add(s);
-    nudger.greeted(behind, { headSeq: 1, floorSeq: 1, unreadCount: 1, readVersion: 0 });
-    nudger.greeted(read, { headSeq: 2, floorSeq: 1, unreadCount: 0, readVersion: 3 });
+    nudger.greeted(behind, {
+      headSeq: 1,
+      floorSeq: 1,
+      unreadCount: 1,
+      unseenCount: 1,
+      archivedCount: 0,
+      readVersion: 0,
+    });
+    nudger.greeted(read, {
+      headSeq: 2,
+      floorSeq: 1,
+      unreadCount: 0,
+      unseenCount: 0,
+      archivedCount: 0,
+      readVersion: 3,
+    });
     // When a change with a higher head but an older read state arrives
-    nudger.onChanges([change(7, 4, { unreadCount: 3, readVersion: 1 })]);
+    nudger.onChanges([
+      change(7, 4, { unreadCount: 3, unseenCount: 3, archivedCount: 0, readVersion: 1 }),
+    ]);
     // Then the first is told the change, the second the higher head with its own read state
     expect(behind.socket.sent).toEqual([
-      { type: 'head', headSeq: 4, floorSeq: 1, unreadCount: 3, readVersion: 1 },
+      {
+        type: 'head',
+        headSeq: 4,
+        floorSeq: 1,
+        unreadCount: 3,
+        unseenCount: 3,
+        archivedCount: 0,
+        readVersion: 1,
+      },
     ]);
     expect(read.socket.sent).toEqual([
-      { type: 'head', headSeq: 4, floorSeq: 1, unreadCount: 0, readVersion: 3 },
+      {
+        type: 'head',
+        headSeq: 4,
+        floorSeq: 1,
+        unreadCount: 0,
+        unseenCount: 0,
+        archivedCount: 0,
+        readVersion: 3,
+      },
     ]);
   });
 });

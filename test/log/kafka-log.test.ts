@@ -148,8 +148,24 @@ describe('Kafka log adapter against the real broker', () => {
       if (received.length >= 2) done();
     });
     await feed.publish([
-      { uid: 7, headSeq: 3, floorSeq: 1, unreadCount: 3, readVersion: 0 },
-      { uid: 8, headSeq: 1, floorSeq: 1, unreadCount: 1, readVersion: 0 },
+      {
+        uid: 7,
+        headSeq: 3,
+        floorSeq: 1,
+        unreadCount: 3,
+        unseenCount: 3,
+        archivedCount: 0,
+        readVersion: 0,
+      },
+      {
+        uid: 8,
+        headSeq: 1,
+        floorSeq: 1,
+        unreadCount: 1,
+        unseenCount: 1,
+        archivedCount: 0,
+        readVersion: 0,
+      },
     ]);
     await got;
     await subscription.close();

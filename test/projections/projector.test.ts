@@ -301,7 +301,7 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('projector on %s', (backend)
       'record value is not valid JSON',
       'record value is not valid JSON',
       'unsupported schema version 2; this build reads v1',
-      'unknown command type "explode"; expected publish, markRead, markReadUpTo, markUnread or expire',
+      'unknown command type "explode"; expected publish, markRead, markReadUpTo, markUnread, markSeen, markSeenUpTo, archive, archiveUpTo, unarchive, unarchiveUpTo, expire',
       'uid must be an unsigned 32-bit integer',
       'body is 5002 bytes as JSON; the limit is 4096',
     ]);

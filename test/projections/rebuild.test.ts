@@ -51,7 +51,17 @@ async function dump(db: Knex): Promise<Record<string, Row[]>> {
     user_events: await read('user_events', ['uid', 'seq', 'event_id', 'ts'], ['uid', 'seq']),
     user_states: await read(
       'user_states',
-      ['uid', 'log_partition', 'head_seq', 'floor_seq', 'last_ts', 'read_bitmap', 'read_version'],
+      [
+        'uid',
+        'log_partition',
+        'head_seq',
+        'floor_seq',
+        'last_ts',
+        'read_bitmap',
+        'seen_bitmap',
+        'archived_bitmap',
+        'read_version',
+      ],
       ['uid'],
     ),
     command_results: await read(

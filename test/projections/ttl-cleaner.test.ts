@@ -238,31 +238,35 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('TtlCleaner on %s', (kind) =
     expect(await deliveries(db, [a])).toMatchObject([{ uid: a, seq: 7, event_id: `${tag}-after` }]);
   });
 
-  it('should leave bits below the floor, which read marks ignore and their next write trims', async () => {
+  it('should trim every state bitmap to the floor as expiry raises it', async () => {
     const u = uid();
     for (let i = 1; i <= 3; i++) await publish(`b-${u}-${i}`, [u]);
     await tick();
     for (let i = 4; i <= 6; i++) await publish(`b-${u}-${i}`, [u]);
     await send(runtime, { v: 1, type: 'markReadUpTo', uid: u, upTo: 6 });
+    await send(runtime, { v: 1, type: 'archive', uid: u, seqs: [2, 5] });
     const rows = await deliveries(db, [u]);
     const cutoff = rows[2]!.ts + 1;
     expect(rows[3]!.ts).toBeGreaterThanOrEqual(cutoff);
     await cleaner(() => cutoff + 1000, 1000).runOnce();
 
-    const bitmap = async () =>
-      decodeBitmap(
-        (
-          await typed<{ read_bitmap: Buffer | null }>(
-            db('user_states').where({ uid: u }).first('read_bitmap'),
-          )
-        ).read_bitmap,
-      ).toArray();
-    // Expiry moves the floor and leaves the bitmap as it was.
-    expect(await bitmap()).toEqual([1, 2, 3, 4, 5, 6]);
+    const bits = async (state: 'read' | 'seen' | 'archived') => {
+      const column = `${state}_bitmap`;
+      const row = await typed<Record<string, Buffer | null>>(
+        db('user_states').where({ uid: u }).first(column),
+      );
+      return decodeBitmap(row[column]).toArray();
+    };
+    // Expiry moves the floor and trims the read, seen and archived bitmaps with it, so a
+    // stored bitmap never holds an expired seq (and a rebuild writes the same bytes).
+    expect(await bits('read')).toEqual([4, 5, 6]);
+    expect(await bits('seen')).toEqual([4, 5, 6]);
+    expect(await bits('archived')).toEqual([5]);
     expect(await getStats(new StoreUserViews(db), u)).toMatchObject({
       headSeq: 6,
       floorSeq: 4,
       unreadCount: 0,
+      archivedCount: 1,
     });
 
     const topic = runtime.backend.log.topic;
@@ -270,13 +274,17 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('TtlCleaner on %s', (kind) =
       const [p] = await send(runtime, command);
       return getCommandResult(db, topic, p!.partition, p!.offset);
     };
+    // Marks of expired seqs change nothing; the stored ones still flip.
     expect(await changed({ v: 1, type: 'markUnread', uid: u, seqs: [2, 3] })).toBe(0);
-    expect(await bitmap()).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(await changed({ v: 1, type: 'markUnread', uid: u, seqs: [2, 5] })).toBe(1);
-    expect(await bitmap()).toEqual([4, 6]);
+    expect(await changed({ v: 1, type: 'unarchive', uid: u, seqs: [2] })).toBe(0);
+    expect(await bits('read')).toEqual([4, 5, 6]);
+    expect(await changed({ v: 1, type: 'markUnread', uid: u, seqs: [2, 4] })).toBe(1);
+    expect(await bits('read')).toEqual([5, 6]);
     expect(await getStats(new StoreUserViews(db), u)).toMatchObject({
       floorSeq: 4,
       unreadCount: 1,
+      unseenCount: 0,
+      archivedCount: 1,
     });
   });
 

@@ -142,6 +142,55 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('read cache (%s)', (backend)
     expect(after.pageHits - before.pageHits).toBeGreaterThan(0);
   });
 
+  it('should answer the seen, archive and unarchive marks another process answered with wait=true', async () => {
+    const uid = freshUid();
+    const write = client(writer);
+    const read = client(reader);
+    for (let n = 1; n <= 6; n++) {
+      await write('POST', '/v1/events?wait=true', { to: [uid], body: { n } });
+    }
+    const view = async () => {
+      const [stats, inbox, unseen, archived] = await Promise.all([
+        read('GET', `/v1/users/${uid}/stats`, undefined, uid),
+        read('GET', `/v1/users/${uid}/events?after=0`, undefined, uid),
+        read('GET', `/v1/users/${uid}/events?after=0&status=unseen`, undefined, uid),
+        read('GET', `/v1/users/${uid}/events?from=1&to=6&status=archived`, undefined, uid),
+      ]);
+      const seqs = (page: any) => page.events.map((e: any) => e.seq);
+      return { stats, inbox: seqs(inbox), unseen: seqs(unseen), archived: seqs(archived) };
+    };
+    // Warm the reader: from here on its answers come from memory whenever they may.
+    await view();
+    const before = cacheOf(reader).stats();
+    const steps: Array<[string, unknown, object]> = [
+      ['seen', { upTo: 3 }, { unseenCount: 3, unreadCount: 6, archivedCount: 0 }],
+      ['archive', { seqs: [2, 5] }, { unseenCount: 2, unreadCount: 4, archivedCount: 2 }],
+      ['read', { seqs: [6] }, { unseenCount: 1, unreadCount: 3, archivedCount: 2 }],
+      ['unarchive', { upTo: 2 }, { unseenCount: 1, unreadCount: 4, archivedCount: 1 }],
+    ];
+    const expected = [
+      { inbox: [1, 2, 3, 4, 5, 6], unseen: [4, 5, 6], archived: [] },
+      { inbox: [1, 3, 4, 6], unseen: [4, 6], archived: [5, 2] },
+      { inbox: [1, 3, 4, 6], unseen: [4], archived: [5, 2] },
+      { inbox: [1, 2, 3, 4, 6], unseen: [4], archived: [5] },
+    ];
+    for (const [i, [what, body, counts]] of steps.entries()) {
+      await write('POST', `/v1/users/${uid}/${what}?wait=true`, body, uid);
+      // A new state version drops the kept state: the first answer reads the store, and once
+      // the state is kept again, memory must answer the same.
+      const seen = await view();
+      expect(seen.stats).toMatchObject({ ...counts, readVersion: i + 1 });
+      expect({ inbox: seen.inbox, unseen: seen.unseen, archived: seen.archived }).toEqual(
+        expected[i],
+      );
+      await cached(cacheOf(reader), uid);
+      const hits = cacheOf(reader).stats().hits;
+      expect(await view()).toEqual(seen);
+      expect(cacheOf(reader).stats().hits - hits).toBe(4);
+    }
+    expect(cacheOf(reader).stats().hits - before.hits).toBeGreaterThan(16);
+  });
+
   it('should answer from memory right after a write, in a process that had not read yet', async () => {
     const cache = new ReadCache({
       db: reader.backend.db,

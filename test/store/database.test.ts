@@ -25,6 +25,7 @@ const MIGRATIONS = [
   '20261125-001-initial',
   '20261202-002-events-per-partition',
   '20261203-003-read-model-epoch',
+  '20261204-004-seen-archived',
 ];
 
 async function tableNames(db: Database): Promise<string[]> {
@@ -104,10 +105,7 @@ describe.each(['mariadb', 'sqlite'] as const)('migrations on %s', (kind) => {
       { uid: 11, seq: 2, event_id: 'alone', ts: 11 },
     ]);
 
-    expect(await migrateLatest(db)).toEqual([
-      '20261202-002-events-per-partition',
-      '20261203-003-read-model-epoch',
-    ]);
+    expect(await migrateLatest(db)).toEqual(MIGRATIONS.slice(1));
     const states = await typed<Array<{ uid: number; log_partition: number }>>(
       db('user_states').orderBy('uid').select('uid', 'log_partition'),
     );
@@ -124,7 +122,8 @@ describe.each(['mariadb', 'sqlite'] as const)('migrations on %s', (kind) => {
       ...sharedOn.map((p) => ({ event_id: 'shared', log_partition: p, body: '{"n":1}' })),
     ]);
 
-    // Back past the epoch, then past the copies.
+    // Back past the seen and archived states and the epoch, then past the copies.
+    expect(await db.migrate.down({ migrationSource })).toBeDefined();
     expect(await db.migrate.down({ migrationSource })).toBeDefined();
     expect(await db.migrate.down({ migrationSource })).toBeDefined();
     const back = await typed<Array<{ event_id: string; body: string; sender: number | null }>>(
@@ -135,5 +134,25 @@ describe.each(['mariadb', 'sqlite'] as const)('migrations on %s', (kind) => {
       { event_id: 'shared', body: '{"n":1}', sender: null },
     ]);
     await migrateLatest(db);
+  });
+
+  it('should start every user as having seen what it read', async () => {
+    await migrateDown(db);
+    for (let i = 0; i < 3; i++) await db.migrate.up({ migrationSource });
+    const read = Buffer.from([1, 2, 3]);
+    await db('user_states').insert([
+      { uid: 1, head_seq: 3, read_bitmap: read },
+      { uid: 2, head_seq: 1, read_bitmap: null },
+    ]);
+    expect(await migrateLatest(db)).toEqual(['20261204-004-seen-archived']);
+    const rows = await typed<
+      Array<{ uid: number; seen_bitmap: Buffer | null; archived_bitmap: Buffer | null }>
+    >(db('user_states').orderBy('uid').select('uid', 'seen_bitmap', 'archived_bitmap'));
+    expect(
+      rows.map((r) => [r.uid, r.seen_bitmap && Buffer.from(r.seen_bitmap), r.archived_bitmap]),
+    ).toEqual([
+      [1, read, null],
+      [2, null, null],
+    ]);
   });
 });

@@ -83,7 +83,14 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
         .poll(async () => (await stack.call('GET', `/v1/users/${uid}/stats`)).body, {
           timeout: 20_000,
         })
-        .toEqual({ headSeq: 5, floorSeq: 1, unreadCount: 1, readVersion: 4 });
+        .toEqual({
+          headSeq: 5,
+          floorSeq: 1,
+          unreadCount: 1,
+          unseenCount: 0,
+          archivedCount: 0,
+          readVersion: 4,
+        });
     });
   });
 
@@ -108,6 +115,8 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
         createTime: expect.any(Number),
         body: { n: 2 },
         read: true,
+        seen: true,
+        archived: false,
       });
       const page3 = await stack.call('GET', `/v1/users/${uid}/events?after=10&limit=5`);
       expect(page3.body.events.map((e: { seq: number }) => e.seq)).toEqual([11, 12]);
@@ -136,9 +145,23 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
 
     it('GET stats should count unread from the bitmap', async () => {
       const res = await stack.call('GET', `/v1/users/${uid}/stats`);
-      expect(res.body).toEqual({ headSeq: 12, floorSeq: 1, unreadCount: 9, readVersion: 1 });
+      expect(res.body).toEqual({
+        headSeq: 12,
+        floorSeq: 1,
+        unreadCount: 9,
+        unseenCount: 9,
+        archivedCount: 0,
+        readVersion: 1,
+      });
       const nobody = await stack.call('GET', `/v1/users/${freshUid()}/stats`);
-      expect(nobody.body).toEqual({ headSeq: 0, floorSeq: 1, unreadCount: 0, readVersion: 0 });
+      expect(nobody.body).toEqual({
+        headSeq: 0,
+        floorSeq: 1,
+        unreadCount: 0,
+        unseenCount: 0,
+        archivedCount: 0,
+        readVersion: 0,
+      });
     });
 
     it('GET read-states should give a roaring bitmap and the seed blocks that decode to the read seqs', async () => {

@@ -6,7 +6,8 @@ import type { Authenticator, Principal } from '../../auth/authenticator.js';
 import { InvalidEventError, asClientError, type MiniPushError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { FeedPage } from '../../queries/feed-event.js';
-import type { MiniPushService } from '../../service.js';
+import type { MarkTarget } from '../../commands/command-record.js';
+import type { MarkResult, MiniPushService } from '../../service.js';
 import { packageRoot } from '../../version.js';
 
 /** Where the .proto files live, from both src/ (tests) and dist/src/ (built). */
@@ -31,6 +32,7 @@ interface DiffRequest {
   uid: number;
   after: number;
   limit: number;
+  status?: string;
 }
 interface FetchRequest {
   uid: number;
@@ -38,6 +40,7 @@ interface FetchRequest {
   to: number;
   order: 'ORDER_DESC' | 'ORDER_ASC';
   limit: number;
+  status?: string;
 }
 interface UidRequest {
   uid: number;
@@ -46,6 +49,7 @@ interface ReadStatesRequest {
   uid: number;
   upTo?: number;
   format: 'READ_STATES_FORMAT_ROARING' | 'READ_STATES_FORMAT_BLOCKS' | 'READ_STATES_FORMAT_COMPACT';
+  state?: string;
 }
 interface PublishResultRequest {
   id: string;
@@ -58,6 +62,7 @@ interface PublishRequest {
   createTime?: number;
   wait: boolean;
 }
+/** MarkReadRequest and MarkStateRequest. */
 interface MarkReadRequest {
   uid: number;
   seqs: number[];
@@ -83,6 +88,24 @@ function toGrpcError(
   return { code: error.grpcStatus, details: error.message, metadata };
 }
 
+/** `STATUS_FILTER_UNREAD` → `unread`; the default, 0, is the inbox view. */
+function statusOf(status: string | undefined): string {
+  return (status ?? 'STATUS_FILTER_UNARCHIVED').replace('STATUS_FILTER_', '').toLowerCase();
+}
+
+function markAnswer(result: MarkResult) {
+  return 'changed' in result
+    ? { position: '', changed: result.changed }
+    : { position: result.position };
+}
+
+/** The seqs or up_to of a mark request, as the service takes them. */
+function markTarget(req: MarkReadRequest): MarkTarget {
+  return req.upTo !== undefined
+    ? { upTo: req.upTo }
+    : { seqs: req.seqs.length > 0 ? req.seqs : undefined };
+}
+
 function feedPage(page: FeedPage) {
   return {
     headSeq: page.headSeq,
@@ -94,6 +117,8 @@ function feedPage(page: FeedPage) {
       createTime: e.createTime,
       bodyJson: e.bodyJson,
       read: e.read,
+      seen: e.seen,
+      archived: e.archived,
     })),
   };
 }
@@ -142,7 +167,13 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   server.addService(v1.QueryService!.service, {
     Diff: unary<DiffRequest, unknown>(async (principal, req) =>
       feedPage(
-        await service.diff(principal, req.uid, req.after, req.limit === 0 ? undefined : req.limit),
+        await service.diff(
+          principal,
+          req.uid,
+          req.after,
+          req.limit === 0 ? undefined : req.limit,
+          statusOf(req.status),
+        ),
       ),
     ),
     Fetch: unary<FetchRequest, unknown>(async (principal, req) =>
@@ -152,6 +183,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
           to: req.to,
           order: req.order === 'ORDER_ASC' ? 'asc' : 'desc',
           limit: req.limit === 0 ? undefined : req.limit,
+          status: statusOf(req.status),
         }),
       ),
     ),
@@ -163,7 +195,8 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
           : req.format === 'READ_STATES_FORMAT_COMPACT'
             ? 'compact'
             : 'roaring';
-      const states = await service.readStates(principal, req.uid, req.upTo, format);
+      const state = (req.state ?? 'INBOX_STATE_READ').replace('INBOX_STATE_', '').toLowerCase();
+      const states = await service.readStates(principal, req.uid, req.upTo, format, state);
       return {
         headSeq: states.headSeq,
         floorSeq: states.floorSeq,
@@ -210,16 +243,9 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
           }
         : { id: result.id, position: result.position, seqs: [] };
     }),
-    MarkRead: unary<MarkReadRequest, unknown>(async (principal, req) => {
-      const input =
-        req.upTo !== undefined
-          ? { upTo: req.upTo }
-          : { seqs: req.seqs.length > 0 ? req.seqs : undefined };
-      const result = await service.markRead(principal, req.uid, input, { wait: req.wait });
-      return 'changed' in result
-        ? { position: '', changed: result.changed }
-        : { position: result.position };
-    }),
+    MarkRead: unary<MarkReadRequest, unknown>(async (principal, req) =>
+      markAnswer(await service.markRead(principal, req.uid, markTarget(req), { wait: req.wait })),
+    ),
     MarkUnread: unary<MarkUnreadRequest, unknown>(async (principal, req) => {
       const result = await service.markUnread(
         principal,
@@ -227,10 +253,17 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
         { seqs: req.seqs.length > 0 ? req.seqs : undefined },
         { wait: req.wait },
       );
-      return 'changed' in result
-        ? { position: '', changed: result.changed }
-        : { position: result.position };
+      return markAnswer(result);
     }),
+    MarkSeen: unary<MarkReadRequest, unknown>(async (principal, req) =>
+      markAnswer(await service.markSeen(principal, req.uid, markTarget(req), { wait: req.wait })),
+    ),
+    Archive: unary<MarkReadRequest, unknown>(async (principal, req) =>
+      markAnswer(await service.archive(principal, req.uid, markTarget(req), { wait: req.wait })),
+    ),
+    Unarchive: unary<MarkReadRequest, unknown>(async (principal, req) =>
+      markAnswer(await service.unarchive(principal, req.uid, markTarget(req), { wait: req.wait })),
+    ),
   });
   new ReflectionService(definition).addToServer(server);
   return server;

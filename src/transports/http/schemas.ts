@@ -70,6 +70,8 @@ export const FeedEvent = Type.Object(
     createTime: Type.Integer({ description: 'Creation time, ms since the epoch' }),
     body: Type.Unknown({ description: 'The business payload, any JSON value' }),
     read: Type.Boolean(),
+    seen: Type.Boolean({ description: 'Seen (marked seen, or read)' }),
+    archived: Type.Boolean({ description: 'Archived: out of the default view' }),
   },
   { $id: 'FeedEvent' },
 );
@@ -89,8 +91,12 @@ export const Stats = Type.Object(
   {
     headSeq: Type.Integer(),
     floorSeq: Type.Integer(),
-    unreadCount: Type.Integer(),
-    readVersion: Type.Integer({ description: 'Grows with every read-state change' }),
+    unreadCount: Type.Integer({ description: 'Unread events, archived ones aside' }),
+    unseenCount: Type.Integer({ description: 'Unseen events (the badge), archived ones aside' }),
+    archivedCount: Type.Integer({ description: 'Archived events still stored' }),
+    readVersion: Type.Integer({
+      description: 'Grows with every change of the read, seen or archived state',
+    }),
   },
   { $id: 'Stats' },
 );
@@ -106,7 +112,7 @@ export const ReadStates = Type.Object(
     headSeq: Type.Integer(),
     floorSeq: Type.Integer(),
     bitmap: Type.Optional(
-      Type.String({ description: 'Base64 portable roaring bitmap of read seqs' }),
+      Type.String({ description: 'Base64 portable roaring bitmap of the seqs in the state asked' }),
     ),
     blocks: Type.Optional(Type.Array(ReadBlock)),
     compact: Type.Optional(

@@ -130,15 +130,21 @@ export class WebSocketRequests {
     const uid = session.uid;
     switch (request.type) {
       case 'diff':
-        return new PageAnswer(await service.diff(who, uid, f.after ?? 0, f.limit));
+        return new PageAnswer(await service.diff(who, uid, f.after ?? 0, f.limit, f.status));
       case 'fetch':
         return new PageAnswer(
-          await service.fetch(who, uid, { from: f.from, to: f.to, order: f.order, limit: f.limit }),
+          await service.fetch(who, uid, {
+            from: f.from,
+            to: f.to,
+            order: f.order,
+            limit: f.limit,
+            status: f.status,
+          }),
         );
       case 'stats':
         return service.stats(who, uid);
       case 'readStates':
-        return service.readStates(who, uid, f.upTo, f.format ?? 'roaring');
+        return service.readStates(who, uid, f.upTo, f.format ?? 'roaring', f.state);
       case 'markRead':
         // Read-your-writes: answer once projected, so the client's next read sees the change.
         return service.markRead(
@@ -149,6 +155,27 @@ export class WebSocketRequests {
         );
       case 'markUnread':
         return service.markUnread(who, uid, { seqs: f.seqs }, { wait: f.wait !== false });
+      case 'markSeen':
+        return service.markSeen(
+          who,
+          uid,
+          { seqs: f.seqs, upTo: f.upTo },
+          { wait: f.wait !== false },
+        );
+      case 'archive':
+        return service.archive(
+          who,
+          uid,
+          { seqs: f.seqs, upTo: f.upTo },
+          { wait: f.wait !== false },
+        );
+      case 'unarchive':
+        return service.unarchive(
+          who,
+          uid,
+          { seqs: f.seqs, upTo: f.upTo },
+          { wait: f.wait !== false },
+        );
       case 'send':
         return service.sendMessage(who, { to: f.to, body: f.body });
       case 'refresh':

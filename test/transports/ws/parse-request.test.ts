@@ -27,7 +27,7 @@ describe('parseClientMessage', () => {
     ],
     [
       '{"type":"warp","reqId":1}',
-      'unknown message type "warp"; expected one of diff, fetch, stats, readStates, markRead, markUnread, send, refresh, ping',
+      'unknown message type "warp"; expected one of diff, fetch, stats, readStates, markRead, markUnread, markSeen, archive, unarchive, send, refresh, ping',
     ],
   ])('should reject %s with a clear message', (text, message) => {
     expect(parseClientMessage(text)).toMatchObject({
