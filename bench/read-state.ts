@@ -5,7 +5,14 @@ import {
   unreadCount,
   type ReadBitmap,
 } from '../src/domain/read-bitmap.js';
+import {
+  INBOX_STATES,
+  encodeInboxBitmap,
+  inboxCounts,
+  type InboxBitmaps,
+} from '../src/domain/inbox-state.js';
 import { encodeReadBlock } from '../src/domain/read-blocks.js';
+import { mariadbStore, sqliteStore, timeFilteredDiff, writeFeed } from './lib/filtered-feed.js';
 import { encodeCompact } from '../src/domain/read-compact.js';
 import type { Benchmark, Outcome } from './lib/context.js';
 import { atLeast, atMost, info, type Row } from './lib/result.js';
@@ -91,16 +98,40 @@ function timeNs(fn: () => unknown, ms: number): number {
   return Number(elapsed) / calls;
 }
 
+/**
+ * The inbox of a user who opened it (everything up to the head seen) with `read` read and
+ * `archived` seqs archived, as the projector holds it.
+ */
+function inboxOf(read: ReadBitmap, head: number, archived: number): InboxBitmaps {
+  const seen = emptyBitmap();
+  seen.addRange(1, head + 1);
+  const archive = emptyBitmap();
+  for (let i = 0; i < Math.min(archived, head); i++) {
+    archive.add(1 + Math.floor(((i + 0.5) * head) / archived));
+  }
+  return { read, seen, archived: archive };
+}
+
+/** Bytes the user's row stores for its states (null columns cost nothing). */
+function storedStateBytes(bitmaps: InboxBitmaps): number {
+  let bytes = 0;
+  for (const name of INBOX_STATES) bytes += encodeInboxBitmap(name, bitmaps)?.length ?? 0;
+  return bytes;
+}
+
 export const readState: Benchmark = {
   name: 'read-state',
-  description: 'read-state bytes on the wire per format, and the cost of an unread count',
-  run(ctx): Promise<Outcome> {
+  description:
+    'read-state bytes on the wire per format, stored bytes of the read, seen and archived states, the cost of the counts, and a filtered diff against an unfiltered page',
+  async run(ctx): Promise<Outcome> {
     const timing = ctx.quick ? 100 : 400;
     const sizes: Array<Record<string, unknown>> = [];
     const rows: Row[] = [];
     const counts: Array<Record<string, unknown>> = [];
     let worstCountNs = 0;
     let worstDecodeCountNs = 0;
+    let worstCountsNs = 0;
+    const states: Array<Record<string, unknown>> = [];
     for (const [pattern, make] of Object.entries(PATTERNS) as Array<
       [Pattern, (typeof PATTERNS)[Pattern]]
     >) {
@@ -125,6 +156,26 @@ export const readState: Benchmark = {
         worstCountNs = Math.max(worstCountNs, countNs);
         worstDecodeCountNs = Math.max(worstDecodeCountNs, decodeCountNs);
         counts.push({ pattern, head, storedBytes: stored.length, countNs, decodeCountNs });
+
+        // All three states of an inbox that was opened (all seen), mostly unarchived.
+        for (const archived of [0, 10]) {
+          const inbox = inboxOf(decodeBitmap(stored), head, archived);
+          const stateBytes = storedStateBytes(inbox);
+          const ratio = stateBytes / stored.length;
+          const mostlyRead = pattern !== 'random 50%';
+          states.push({ pattern, head, archived, readBytes: stored.length, stateBytes, ratio });
+          if (archived === 0 || head >= 1_000) {
+            rows.push({
+              metric: `${pattern}, head ${head.toLocaleString('en-US')}, ${archived} archived: read + seen + archived ÷ read alone`,
+              value: ratio,
+              unit: '×',
+              ...(mostlyRead && archived === 0 ? atMost(ratio, 2) : info()),
+              conditions: `stored ${stateBytes} B for the three states, ${stored.length} B for read; all seen`,
+            });
+          }
+          const statesNs = timeNs(() => inboxCounts(inbox, 1, head).unreadCount, timing);
+          worstCountsNs = Math.max(worstCountsNs, statesNs);
+        }
       }
     }
     rows.push({
@@ -141,14 +192,53 @@ export const readState: Benchmark = {
       ...info(),
       conditions: 'what a query pays after reading the row',
     });
-    return Promise.resolve({
+    rows.push({
+      metric: 'unread + unseen + archived counts, worst of the 24 inboxes',
+      value: worstCountsNs / 1000,
+      unit: 'µs',
+      ...atMost(worstCountsNs / 1000, 10),
+      conditions:
+        'inboxCounts on the held bitmaps (0 or 10 archived), one thread; all three counts',
+    });
+
+    // A filtered diff on a long feed: the unread tab of 10,000 events, 10 of them unread.
+    const filtered: Array<Record<string, unknown>> = [];
+    const stores = [sqliteStore()];
+    if (ctx.only === null || 'mariadb'.includes(ctx.only.toLowerCase())) {
+      stores.push(await mariadbStore((await ctx.services()).mysqlUrl));
+    }
+    for (const store of stores) {
+      try {
+        const unread = await writeFeed(store.db, 1, 10_000, 10);
+        const timed = await timeFilteredDiff(store.db, 1, 10, ctx.quick ? 20 : 80);
+        if (timed.filteredSeqs.join() !== unread.join()) {
+          throw new Error(
+            `the unread diff answered ${timed.filteredSeqs.join()}, not ${unread.join()}`,
+          );
+        }
+        const ratio = timed.filteredUs / timed.unfilteredUs;
+        filtered.push({ store: store.label, ...timed });
+        rows.push({
+          metric: `${store.label}: diff status=unread (10 of 10,000) ÷ unfiltered page of 10`,
+          value: ratio,
+          unit: '×',
+          ...atMost(ratio, 1),
+          conditions: `${timed.filteredUs.toFixed(0)} µs against ${timed.unfilteredUs.toFixed(0)} µs per diff from the store (state row + page), one connection at a time`,
+        });
+      } finally {
+        await store.close();
+      }
+    }
+    return {
       rows,
       details: {
         bytes:
           'JSON text of the read-state field (value of bitmap / blocks / compact / an array of read seqs); body = whole REST answer',
         sizes,
         counts,
+        states,
+        filtered,
       },
-    });
+    };
   },
 };

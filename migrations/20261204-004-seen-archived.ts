@@ -2,8 +2,8 @@ import type { Knex } from 'knex';
 
 /**
  * Seen and archived states, each a roaring bitmap per user beside `read_bitmap` (null: none).
- * Mark read implies seen, so every seq read before this migration is seen: the seen bitmap
- * starts as a copy of the read one, what replaying the log gives too.
+ * Mark read implies seen, so `seen_bitmap` holds only the seqs seen and not read: null for
+ * every user at first, who has seen what it read (what replaying the log gives too).
  */
 export async function up(knex: Knex): Promise<void> {
   const mysql = (knex.client as { config: { client: unknown } }).config.client === 'mysql2';
@@ -13,7 +13,6 @@ export async function up(knex: Knex): Promise<void> {
       else t.binary(column).nullable();
     }
   });
-  await knex('user_states').update({ seen_bitmap: knex.ref('read_bitmap') });
 }
 
 export async function down(knex: Knex): Promise<void> {

@@ -1,4 +1,4 @@
-import { BitmapClass, type ReadBitmap } from './read-bitmap.js';
+import { BitmapClass, decodeBitmap, encodeBitmap, type ReadBitmap } from './read-bitmap.js';
 
 /**
  * A user's per-event states, each a roaring bitmap of seqs: read, seen (mark read implies seen)
@@ -9,6 +9,31 @@ export interface InboxBitmaps {
   readonly read: ReadBitmap;
   readonly seen: ReadBitmap;
   readonly archived: ReadBitmap;
+}
+
+/** A row's stored bitmaps (portable roaring, null for none), as `user_states` holds them. */
+export interface StoredBitmaps {
+  readonly read: Uint8Array | null;
+  /** Seen but not read: the rest of the seen seqs are the read ones. */
+  readonly seen: Uint8Array | null;
+  readonly archived: Uint8Array | null;
+}
+
+/**
+ * The bitmaps of a stored row. Mark read implies seen, so the row keeps only the seqs seen and
+ * not read: a mostly read inbox stores next to nothing for its seen state.
+ */
+export function decodeInboxBitmaps(stored: StoredBitmaps): InboxBitmaps {
+  const read = decodeBitmap(stored.read);
+  const seen = decodeBitmap(stored.seen);
+  seen.orInPlace(read);
+  return { read, seen, archived: decodeBitmap(stored.archived) };
+}
+
+/** The stored form of one state's bitmap: null when empty, seen without the read seqs. */
+export function encodeInboxBitmap(name: InboxStateName, bitmaps: InboxBitmaps): Buffer | null {
+  const bitmap = name === 'seen' ? BitmapClass.andNot(bitmaps.seen, bitmaps.read) : bitmaps[name];
+  return bitmap.isEmpty ? null : encodeBitmap(bitmap);
 }
 
 /** The states a client is told about; each bitmap names the set of seqs in that state. */

@@ -1,11 +1,13 @@
 import type { Knex } from 'knex';
 import {
   INBOX_STATES,
+  decodeInboxBitmaps,
+  encodeInboxBitmap,
   inboxCounts,
   type InboxBitmaps,
   type InboxStateName,
 } from '../domain/inbox-state.js';
-import { decodeBitmap, encodeBitmap, type ReadBitmap } from '../domain/read-bitmap.js';
+import { decodeBitmap, type ReadBitmap } from '../domain/read-bitmap.js';
 import type { HeadChange } from '../domain/head-state.js';
 import type { DeadLetter, LogRecord } from '../log/log.js';
 import { dialectOf } from '../store/database.js';
@@ -67,22 +69,6 @@ const CHUNK = 500;
 
 /** The user_states column of each state's bitmap. */
 export const BITMAP_COLUMNS = INBOX_STATES.map((name) => `${name}_bitmap` as const);
-
-/**
- * A state's bitmap as the row stores it, trimmed to the stored seqs whenever the floor rises,
- * so stored bitmaps never hold expired seqs. An empty state is always null, never the encoding
- * of an empty bitmap, whether or not a batch happened to decode it: the row must not depend on
- * batch boundaries.
- */
-function storedForm(state: UserState, name: InboxStateName): Buffer | null {
-  let bitmap = state.decoded[name];
-  if (!bitmap) {
-    if (!state.floorChanged || state.stored[name] === null) return state.stored[name];
-    bitmap = state.decoded[name] = decodeBitmap(state.stored[name]);
-  }
-  if (state.floorSeq > 1) bitmap.removeRange(0, state.floorSeq);
-  return bitmap.isEmpty ? null : encodeBitmap(bitmap);
-}
 
 function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
   const out: T[][] = [];
@@ -249,9 +235,36 @@ export class ProjectionBatch {
     return state;
   }
 
-  /** The user's bitmap of seqs in `name` state (read by default), decoded on first use. */
+  /**
+   * The user's bitmap of seqs in `name` state (read by default), decoded on first use. Read and
+   * seen are decoded together, before either changes: the row stores seen as "seen, not read".
+   */
   bitmapOf(state: UserState, name: InboxStateName = 'read'): ReadBitmap {
-    return (state.decoded[name] ??= decodeBitmap(state.stored[name]));
+    if (name === 'archived')
+      return (state.decoded.archived ??= decodeBitmap(state.stored.archived));
+    if (!state.decoded.read) {
+      const { read, seen } = decodeInboxBitmaps({ ...state.stored, archived: null });
+      state.decoded.read = read;
+      state.decoded.seen = seen;
+    }
+    return state.decoded[name]!;
+  }
+
+  /**
+   * A state's bitmap as the row stores it, trimmed to the stored seqs whenever the floor rises,
+   * so stored bitmaps never hold expired seqs. An empty state is always null, never the
+   * encoding of an empty bitmap, whether or not a batch happened to decode it: the row must not
+   * depend on batch boundaries.
+   */
+  private storedForm(state: UserState, name: InboxStateName): Buffer | null {
+    if (!state.decoded[name]) {
+      if (!state.floorChanged || state.stored[name] === null) return state.stored[name];
+      this.bitmapOf(state, name);
+    }
+    const bitmaps = this.bitmapsOf(state);
+    if (state.floorSeq > 1) bitmaps[name].removeRange(0, state.floorSeq);
+    if (name === 'seen' && state.floorSeq > 1) bitmaps.read.removeRange(0, state.floorSeq);
+    return encodeInboxBitmap(name, bitmaps);
   }
 
   bitmapsOf(state: UserState): InboxBitmaps {
@@ -393,7 +406,7 @@ export class ProjectionBatch {
               last_ts: s.lastTs,
             };
             for (const name of INBOX_STATES) {
-              row[`${name}_bitmap`] = withBitmaps ? storedForm(s, name) : null;
+              row[`${name}_bitmap`] = withBitmaps ? this.storedForm(s, name) : null;
             }
             row.read_version = s.readVersion;
             return row;
@@ -478,11 +491,11 @@ export async function currentHeads(db: Knex, uids: readonly number[]): Promise<H
         .whereIn('uid', part),
     );
     for (const row of rows) {
-      const bitmaps: InboxBitmaps = {
-        read: decodeBitmap(toBuffer(row.read_bitmap)),
-        seen: decodeBitmap(toBuffer(row.seen_bitmap)),
-        archived: decodeBitmap(toBuffer(row.archived_bitmap)),
-      };
+      const bitmaps = decodeInboxBitmaps({
+        read: toBuffer(row.read_bitmap),
+        seen: toBuffer(row.seen_bitmap),
+        archived: toBuffer(row.archived_bitmap),
+      });
       out.push({
         uid: row.uid,
         headSeq: row.head_seq,

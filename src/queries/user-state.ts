@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { InboxBitmaps } from '../domain/inbox-state.js';
+import { decodeInboxBitmaps, type InboxBitmaps } from '../domain/inbox-state.js';
 import { decodeBitmap } from '../domain/read-bitmap.js';
 import { typed } from '../store/database.js';
 
@@ -53,10 +53,10 @@ export async function readUserState(db: Knex, uid: number): Promise<StoredUserSt
     headSeq: row.head_seq,
     floorSeq: row.floor_seq,
     readVersion: Number(row.read_version),
-    bitmaps: {
-      read: decodeBitmap(row.read_bitmap),
-      seen: decodeBitmap(row.seen_bitmap),
-      archived: decodeBitmap(row.archived_bitmap),
-    },
+    bitmaps: decodeInboxBitmaps({
+      read: row.read_bitmap,
+      seen: row.seen_bitmap,
+      archived: row.archived_bitmap,
+    }),
   };
 }

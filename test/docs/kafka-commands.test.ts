@@ -12,7 +12,7 @@ import {
   type CommandType,
 } from '../../src/commands/command-record.js';
 import { partitionOfUid } from '../../src/domain/partitioner.js';
-import { decodeBitmap } from '../../src/domain/read-bitmap.js';
+import { decodeInboxBitmaps, type InboxStateName } from '../../src/domain/inbox-state.js';
 import { HEADERS } from '../../src/log/log.js';
 import type { Runtime } from '../../src/runtime.js';
 import { commandLimits, loadConfig } from '../../src/config.js';
@@ -102,12 +102,19 @@ describe('docs/kafka-commands.md examples against Kafka', () => {
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
-  const readBits = async (uid: number, state: 'read' | 'seen' | 'archived' = 'read') => {
-    const column = `${state}_bitmap`;
+  const readBits = async (uid: number, state: InboxStateName = 'read') => {
     const row = await typed<Record<string, Buffer | null> | undefined>(
-      runtime.backend.db('user_states').where({ uid }).first(column),
+      runtime.backend
+        .db('user_states')
+        .where({ uid })
+        .first('read_bitmap', 'seen_bitmap', 'archived_bitmap'),
     );
-    return decodeBitmap(row?.[column]).toArray();
+    const bitmaps = decodeInboxBitmaps({
+      read: row?.read_bitmap ?? null,
+      seen: row?.seen_bitmap ?? null,
+      archived: row?.archived_bitmap ?? null,
+    });
+    return bitmaps[state].toArray();
   };
 
   it('should route console-producer lines keyed as shown with the default partitioner', async () => {

@@ -265,7 +265,10 @@ export async function readProjection(
       lastTs: Number(row.last_ts),
       // Bits below the floor are trimmed lazily; only stored seqs count.
       read: storedSeqs(row.read_bitmap),
-      seen: storedSeqs(row.seen_bitmap),
+      // Stored as "seen, not read".
+      seen: [...new Set([...storedSeqs(row.seen_bitmap), ...storedSeqs(row.read_bitmap)])].sort(
+        (a, b) => a - b,
+      ),
       archived: storedSeqs(row.archived_bitmap),
       readVersion: Number(row.read_version),
     });
