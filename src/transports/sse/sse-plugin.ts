@@ -57,10 +57,15 @@ function bearerToken(authorization: string | undefined): string | null {
 
 /** The head state a hello tells, or null for another message. */
 function helloState(data: string | Buffer): ResumePoint | null {
-  const text = typeof data === 'string' ? data : data.toString('utf8');
-  if (!text.startsWith('{"type":"hello"')) return null;
-  const { headSeq, readVersion } = JSON.parse(text) as Record<string, unknown>;
-  return typeof headSeq === 'number' && typeof readVersion === 'number'
+  let message: unknown;
+  try {
+    message = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof message !== 'object' || message === null) return null;
+  const { type, headSeq, readVersion } = message as Record<string, unknown>;
+  return type === 'hello' && typeof headSeq === 'number' && typeof readVersion === 'number'
     ? { headSeq, readVersion }
     : null;
 }
@@ -93,11 +98,10 @@ class SseSocket implements SessionSocket {
   send(data: string | Buffer): void {
     if (!this.isOpen()) return;
     if (!this.greeted) {
+      // The first message is the hello (or the error of a greeting that failed): parsed once.
+      this.greeted = true;
       const state = helloState(data);
-      if (state) {
-        this.greeted = true;
-        this.onHello(state);
-      }
+      if (state) this.onHello(state);
     }
     this.res.write(sseEvent(typeof data === 'string' ? Buffer.from(data) : data));
   }
