@@ -23,7 +23,8 @@ import { buildHttpApp, type HttpApp } from './transports/http/app.js';
 import { buildOperationsApp } from './transports/http/operations-app.js';
 import type { Readiness } from './transports/http/routes/health.js';
 import { metricsRoutes } from './transports/http/routes/metrics.js';
-import { websocketRoutes } from './transports/ws/websocket-plugin.js';
+import { sseRoutes } from './transports/sse/sse-plugin.js';
+import { sessionAdmission, websocketRoutes } from './transports/ws/websocket-plugin.js';
 import { Metrics } from './telemetry/metrics.js';
 import { projectorLag } from './telemetry/projector-lag.js';
 import {
@@ -287,15 +288,26 @@ export async function buildApp(options: AppOptions): Promise<App> {
             ...(withHub
               ? [
                   async (app: HttpApp) => {
+                    const settings = {
+                      ...config,
+                      wsAllowedOrigins: webSocketOrigins(config),
+                      maxSessionsPerHub: withHub.settings.maxSessionsPerHub,
+                    };
+                    // One admission for both transports: per-IP limits and capacity count both.
+                    const admission = sessionAdmission(withHub, settings);
                     await app.register(websocketRoutes, {
                       hub: withHub,
                       service,
                       authenticator,
-                      settings: {
-                        ...config,
-                        wsAllowedOrigins: webSocketOrigins(config),
-                        maxSessionsPerHub: withHub.settings.maxSessionsPerHub,
-                      },
+                      settings,
+                      logger,
+                      observer: sessionEvents,
+                      admission,
+                    });
+                    await app.register(sseRoutes, {
+                      hub: withHub,
+                      authenticator,
+                      admission,
                       logger,
                       observer: sessionEvents,
                     });

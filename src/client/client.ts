@@ -14,7 +14,14 @@ import {
   type WebSocketLike,
 } from './protocol.js';
 import { readSeqsOfBlock } from './read-blocks.js';
+import { SseConnection, type FetchLike } from './sse-connection.js';
 import { expiresSoon } from './token.js';
+
+/**
+ * How the client reaches the hub: `websocket`, `sse` (Server-Sent Events for the server's
+ * messages, REST for requests), or `auto`: WebSocket first, SSE when it cannot connect.
+ */
+export type Transport = 'websocket' | 'sse' | 'auto';
 
 /** Options of {@link MiniPushClient}. Give `token`, `getToken`, or both. */
 export interface MiniPushClientOptions {
@@ -57,6 +64,39 @@ export interface MiniPushClientOptions {
   readonly pageSize?: number;
   /** Most events kept in the local cache; the oldest go first. Default 1000. */
   readonly maxCachedEvents?: number;
+  /**
+   * `websocket`, `sse`, or `auto` (default): WebSocket first; when `fallbackAfter` WebSocket
+   * tries in a row end before `hello` (a proxy that refuses upgrades, say) and none reached it
+   * since `connect()`, SSE. Once a transport reached `hello`, the client stays on it until the
+   * next `connect()`; while neither ever did, it alternates after each such run. Over SSE the
+   * client's public events and methods are the same; requests go over REST.
+   */
+  readonly transport?: Transport;
+  /** Failed tries in a row (ended before `hello`) before `auto` switches transports. Default 2. */
+  readonly fallbackAfter?: number;
+  /**
+   * Base URL of the hub's HTTP port, for SSE and REST, e.g. `https://push.example.com`.
+   * Default: `url` with `ws`/`wss` made `http`/`https` and its trailing `/v1/ws` removed.
+   */
+  readonly httpUrl?: string;
+  /** The `fetch` SSE and REST use. Default `globalThis.fetch` (browsers, Node 18+). */
+  readonly fetch?: FetchLike;
+}
+
+/** The HTTP base of a hub's WebSocket URL: `wss://h/p/v1/ws` → `https://h/p`; null if not a URL. */
+export function httpBaseOf(wsUrl: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(wsUrl);
+  } catch {
+    return null;
+  }
+  if (url.protocol === 'wss:') url.protocol = 'https:';
+  else if (url.protocol === 'ws:') url.protocol = 'http:';
+  url.search = '';
+  url.hash = '';
+  url.pathname = url.pathname.replace(/\/v1\/ws\/?$/, '');
+  return url.toString().replace(/\/+$/, '');
 }
 
 /** The longest delay setTimeout keeps (2^31 − 1 ms); longer ones fire at once. */
@@ -105,6 +145,7 @@ interface Pending {
 }
 
 const DEFAULTS = {
+  fallbackAfter: 2,
   minReconnectDelayMs: 500,
   maxReconnectDelayMs: 20_000,
   connectTimeoutMs: 10_000,
@@ -132,7 +173,19 @@ function serverError(message: Record<string, unknown>): MiniPushClientError {
 export class MiniPushClient extends InboxView implements InboxClient {
   private readonly settings: typeof DEFAULTS;
   protected readonly inbox: Inbox;
-  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly WebSocketImpl: WebSocketConstructor | null;
+  private readonly fetchImpl: FetchLike | null;
+  private readonly httpUrl: string | null;
+  /** The transport of the next (or current) connection. */
+  private current: 'websocket' | 'sse';
+  /** Tries in a row on `current` that ended before hello. */
+  private transportFailures = 0;
+  /** A connection on `current` reached hello since `connect()`: `auto` stays on it. */
+  private transportProven = false;
+  /** `auto` with both transports at hand. */
+  private readonly canFallBack: boolean;
+  /** The SSE stream's last event id, sent as `Last-Event-ID` when it reconnects. */
+  private lastEventId = '';
   private token: string | null;
   private tokenRefused = false;
   private active = false;
@@ -166,6 +219,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
       throw new TypeError('MiniPushClient needs a token or a getToken() callback');
     }
     this.settings = {
+      fallbackAfter: Math.max(1, options.fallbackAfter ?? DEFAULTS.fallbackAfter),
       minReconnectDelayMs: options.minReconnectDelayMs ?? DEFAULTS.minReconnectDelayMs,
       maxReconnectDelayMs: options.maxReconnectDelayMs ?? DEFAULTS.maxReconnectDelayMs,
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
@@ -174,16 +228,27 @@ export class MiniPushClient extends InboxView implements InboxClient {
       pageSize: options.pageSize ?? DEFAULTS.pageSize,
       maxCachedEvents: options.maxCachedEvents ?? DEFAULTS.maxCachedEvents,
     };
+    const transport = options.transport ?? 'auto';
     const impl =
-      options.WebSocket ??
-      (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ??
-      undefined;
-    if (impl === undefined) {
+      options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? null;
+    const fetchImpl =
+      options.fetch ??
+      ((globalThis as { fetch?: unknown }).fetch as FetchLike | undefined)?.bind(globalThis) ??
+      null;
+    this.httpUrl = (options.httpUrl ?? httpBaseOf(options.url))?.replace(/\/+$/, '') ?? null;
+    const sseReady = fetchImpl !== null && this.httpUrl !== null;
+    if (impl === null && (transport === 'websocket' || (transport === 'auto' && !sseReady))) {
       throw new TypeError(
         'no global WebSocket: pass one as the WebSocket option (on Node 20, from the ws package)',
       );
     }
+    if (transport === 'sse' && !sseReady) {
+      throw new TypeError('SSE needs fetch and an http(s) URL: pass the fetch and httpUrl options');
+    }
     this.WebSocketImpl = impl;
+    this.fetchImpl = fetchImpl;
+    this.current = transport === 'sse' || impl === null ? 'sse' : 'websocket';
+    this.canFallBack = transport === 'auto' && impl !== null && sseReady;
     this.token = options.token ?? null;
     this.inbox = inbox ?? new Inbox(this.settings.maxCachedEvents);
     this.readSynced = this.inbox.head.readVersion;
@@ -198,11 +263,19 @@ export class MiniPushClient extends InboxView implements InboxClient {
     return this.inbox.on(name, listener);
   }
 
+  /** The transport in use, or tried next: `websocket` or `sse`. */
+  get transport(): 'websocket' | 'sse' {
+    return this.current;
+  }
+
   /** Starts connecting (and reconnecting) until `disconnect()` or a final close code. */
   connect(): void {
     if (this.active) return;
     this.active = true;
     this.attempt = 0;
+    this.transportFailures = 0;
+    this.transportProven = false;
+    if (this.canFallBack) this.current = 'websocket';
     this.tokenRefused = false;
     void this.open();
   }
@@ -367,11 +440,23 @@ export class MiniPushClient extends InboxView implements InboxClient {
     if (generation !== this.generation || !this.active) return;
     let socket: WebSocketLike;
     try {
-      // The token rides as a subprotocol so it stays out of URLs and access logs.
-      socket = new this.WebSocketImpl(this.options.url, [
-        SUBPROTOCOL,
-        `bearer.${token}`,
-      ]) as WebSocketLike;
+      if (this.current === 'sse') {
+        socket = new SseConnection({
+          baseUrl: this.httpUrl!,
+          token,
+          lastEventId: this.lastEventId,
+          fetch: this.fetchImpl!,
+          onEventId: (id) => {
+            this.lastEventId = id;
+          },
+        });
+      } else {
+        // The token rides as a subprotocol so it stays out of URLs and access logs.
+        socket = new this.WebSocketImpl!(this.options.url, [
+          SUBPROTOCOL,
+          `bearer.${token}`,
+        ]) as WebSocketLike;
+      }
     } catch (err) {
       // A malformed URL never gets better: retrying would only spin.
       this.inbox.emit('error', err instanceof Error ? err : new Error(String(err)));
@@ -403,7 +488,9 @@ export class MiniPushClient extends InboxView implements InboxClient {
   private closeQuietly(socket: WebSocketLike, code: number, reason: string): void {
     socket.onmessage = null;
     socket.onclose = null;
-    socket.onerror = null;
+    // Not null: the ws package throws an error event nobody listens to (closing a socket that
+    // is still connecting emits one).
+    socket.onerror = () => undefined;
     try {
       socket.close(code, reason);
     } catch {
@@ -412,6 +499,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
   }
 
   private onSocketClosed(code: number, reason: string): void {
+    this.noteTransport(this.state === ConnectionState.Connected, code);
     this.socket = null;
     this.clearTimers();
     this.failPending();
@@ -429,6 +517,27 @@ export class MiniPushClient extends InboxView implements InboxClient {
       return;
     }
     this.closed({ code, reason, reconnect: true });
+  }
+
+  /**
+   * `auto`: a run of `fallbackAfter` tries that ended before hello, on a transport that never
+   * reached it since `connect()`, moves to the other one. A refused token says nothing about
+   * the transport.
+   */
+  private noteTransport(greeted: boolean, code: number): void {
+    if (!this.canFallBack) return;
+    if (greeted) {
+      this.transportProven = true;
+      this.transportFailures = 0;
+      return;
+    }
+    if (this.transportProven || !shouldReconnect(code)) return;
+    if (code === DisconnectCode.Unauthenticated || code === DisconnectCode.TokenExpired) return;
+    if (++this.transportFailures < this.settings.fallbackAfter) return;
+    this.transportFailures = 0;
+    this.current = this.current === 'websocket' ? 'sse' : 'websocket';
+    // The other transport starts its backoff over.
+    this.attempt = 0;
   }
 
   /** Reports a drop and schedules the next try. */

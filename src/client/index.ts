@@ -7,6 +7,7 @@ export {
   MiniPushClientError,
   type InboxClient,
   type MiniPushClientOptions,
+  type Transport,
 } from './client.js';
 export {
   TabClient,
@@ -18,6 +19,7 @@ export { ClientErrorCode, ConnectionState, DisconnectCode, shouldReconnect } fro
 export { backoffDelay } from './backoff.js';
 export type { ClientEvents, DisconnectInfo, ReadChange } from './inbox.js';
 export type { FeedEvent, HeadState, WebSocketConstructor, WebSocketLike } from './protocol.js';
+export type { FetchLike } from './sse-connection.js';
 export type {
   BroadcastChannelConstructor,
   BroadcastChannelLike,

@@ -12,7 +12,7 @@ const BATCH_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 export type Transport = 'http' | 'grpc' | 'ws';
 
 /**
- * What metrics hear from a hub and its WebSocket transport. The composition root passes it as
+ * What metrics hear from a hub and its session transports (WebSocket, SSE). The composition root passes it as
  * their observers; it is declared here, by shape, so telemetry imports nothing from the layers.
  */
 export interface SessionEvents {
@@ -23,6 +23,9 @@ export interface SessionEvents {
   onNudgeCoalesced(): void;
   onUpgradeRefused(reason: string): void;
   onRequest(type: string, durationMs: number, outcome: string): void;
+  onSseRefused(reason: string): void;
+  /** How an SSE stream's hello compared with its `Last-Event-ID` (`fresh`, `unchanged`, …). */
+  onSseResume(result: string): void;
 }
 
 /** What metrics read of one projector batch (the projector's onBatch hook). */
@@ -96,6 +99,8 @@ export class Metrics {
   private readonly nudgesCoalesced: Counter;
   private readonly sessionsOpened: Counter;
   private readonly sessionsClosed: Counter<'code'>;
+  private readonly sseRefused: Counter<'reason'>;
+  private readonly sseResumes: Counter<'result'>;
   private readonly kickoffs: Counter;
   private readonly upgradesRefused: Counter<'reason'>;
   private readonly cleanerPasses: Counter;
@@ -221,7 +226,7 @@ export class Metrics {
     );
     new Gauge({
       name: 'minipush_sessions',
-      help: 'Live WebSocket sessions on this hub',
+      help: 'Live sessions on this hub, WebSocket and SSE',
       registers,
       collect: function (this: Gauge) {
         if (metrics.hubCounts) this.set(metrics.hubCounts().sessions);
@@ -237,12 +242,12 @@ export class Metrics {
     });
     this.sessionsOpened = new Counter({
       name: 'minipush_sessions_opened_total',
-      help: 'WebSocket sessions authenticated and opened',
+      help: 'Sessions (WebSocket and SSE) authenticated and opened',
       registers,
     });
     this.sessionsClosed = new Counter({
       name: 'minipush_sessions_closed_total',
-      help: 'WebSocket sessions closed, by close code',
+      help: 'Sessions closed, by WebSocket close code (SSE streams end with the same codes)',
       labelNames: ['code'],
       registers,
     });
@@ -255,6 +260,18 @@ export class Metrics {
       name: 'minipush_ws_upgrades_refused_total',
       help: 'WebSocket upgrades refused before a session opened, by error code',
       labelNames: ['reason'],
+      registers,
+    });
+    this.sseRefused = new Counter({
+      name: 'minipush_sse_refused_total',
+      help: 'SSE streams refused before a session opened, by error code',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.sseResumes = new Counter({
+      name: 'minipush_sse_resumes_total',
+      help: "SSE streams opened, by how the hello compared with the client's Last-Event-ID",
+      labelNames: ['result'],
       registers,
     });
     this.nudgesSent = new Counter({
@@ -337,6 +354,8 @@ export class Metrics {
       onUpgradeRefused: (reason) => this.upgradesRefused.inc({ reason }),
       onRequest: (type, durationMs, outcome) =>
         this.observeRequest('ws', type, outcome, durationMs / 1000),
+      onSseRefused: (reason) => this.sseRefused.inc({ reason }),
+      onSseResume: (result) => this.sseResumes.inc({ result }),
     };
   }
 

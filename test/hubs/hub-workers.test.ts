@@ -9,6 +9,7 @@ import {
   type MiniPushProcess,
 } from '../helpers/processes.js';
 import { signUserToken } from '../helpers/stack.js';
+import { openStream, type TestStream } from '../helpers/sse-client.js';
 import { connect, type TestSocket } from '../helpers/ws-client.js';
 
 let nextUid = 140_000;
@@ -35,6 +36,16 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
   let cleanup: () => Promise<void>;
   let env: Record<string, string>;
   const sockets: TestSocket[] = [];
+  const streams: TestStream[] = [];
+
+  /** An SSE session and the id of the worker that greeted it. */
+  async function stream(uid: number): Promise<{ stream: TestStream; hubId: string }> {
+    const s = await openStream(`${hub.url!}/v1/sse`, { bearer: await signUserToken(uid) });
+    streams.push(s);
+    expect(s.status).toBe(200);
+    const hello = (await s.next((m) => m.type === 'hello')) as { hubId: string };
+    return { stream: s, hubId: hello.hubId };
+  }
 
   /** A session and the id of the hub (worker) that greeted it. */
   async function session(uid: number): Promise<{ socket: TestSocket; hubId: string }> {
@@ -62,6 +73,7 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
 
   afterAll(async () => {
     await Promise.all(sockets.map((s) => s.close().catch(() => undefined)));
+    await Promise.all(streams.map((s) => s.close().catch(() => undefined)));
     await killAll();
     await cleanup?.();
   });
@@ -103,6 +115,32 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
     }
   });
 
+  it('should serve SSE streams in both workers, sharing the quota with WebSockets', async () => {
+    const uid = freshUid();
+    // Oldest first: SSE streams until both workers have one (round-robin: two or three).
+    const sse: Array<{ stream: TestStream; hubId: string }> = [];
+    while (new Set(sse.map((t) => t.hubId)).size < 2 && sse.length < 4) sse.push(await stream(uid));
+    expect(new Set(sse.map((t) => t.hubId)).size).toBe(2);
+    await publish([uid]);
+    for (const { stream: s } of sse) {
+      expect(await s.next((m) => m.type === 'head', 20_000)).toMatchObject({ headSeq: 1 });
+    }
+    // WebSockets up to the quota and one more: the oldest stream is kicked, on whichever worker
+    const ws: TestSocket[] = [];
+    while (sse.length + ws.length < 6) ws.push((await session(uid)).socket);
+    const oldest = sse[0]!.stream;
+    expect(await oldest.next((m) => m.type === 'kickoff', 20_000)).toMatchObject({
+      type: 'kickoff',
+    });
+    expect(await oldest.next((m) => m.type === 'close', 20_000)).toMatchObject({
+      code: CLOSE_CODES.kickedOff,
+    });
+    await oldest.ended;
+    for (const { stream: s } of sse.slice(1)) {
+      expect(s.messages.filter((m) => m.type === 'kickoff')).toEqual([]);
+    }
+  });
+
   it('should take its workers with it when the first process is killed outright', async () => {
     const doomed = await spawnMiniPush({
       ...env,
@@ -123,10 +161,16 @@ describe('hub workers (MINIPUSH_HUB_WORKERS=2, Kafka + MariaDB)', () => {
     for (const pid of pids) expect(isRunning(pid)).toBe(true);
     const uid = freshUid();
     const tabs = [await session(uid), await session(uid)];
+    const sse = [await stream(uid), await stream(uid)];
     const exit = await hub.kill('SIGTERM');
     expect(exit.code).toBe(0);
     for (const { socket } of tabs)
       expect((await socket.closed).code).toBe(CLOSE_CODES.serviceRestart);
+    for (const { stream: s } of sse) {
+      expect(await s.next((m) => m.type === 'close')).toMatchObject({
+        code: CLOSE_CODES.serviceRestart,
+      });
+    }
     // The primary exits only after every worker has.
     for (const pid of pids) expect(isRunning(pid)).toBe(false);
   });

@@ -24,4 +24,17 @@ describe('SharedMessage', () => {
     expect(message.encoded(twice).toString()).toBe('xx');
     expect(message.bytes.toString()).toBe('x');
   });
+
+  it('should keep each encoding when sessions of two transports alternate', () => {
+    // Given a user with a WebSocket and an SSE session here
+    const message = new SharedMessage(Buffer.from('x'));
+    const ws = vi.fn((bytes: Buffer) => Buffer.concat([Buffer.from('w'), bytes]));
+    const sse = vi.fn((bytes: Buffer) => Buffer.concat([Buffer.from('s'), bytes]));
+    // When their sessions ask in turns
+    const got = [ws, sse, ws, sse, sse, ws].map((encode) => message.encoded(encode).toString());
+    // Then each transport's encoding was made once and each got its own
+    expect(got).toEqual(['wx', 'sx', 'wx', 'sx', 'sx', 'wx']);
+    expect(ws).toHaveBeenCalledTimes(1);
+    expect(sse).toHaveBeenCalledTimes(1);
+  });
 });

@@ -24,9 +24,10 @@ export interface AdmissionState {
 }
 
 /**
- * Decides which WebSocket upgrades go ahead, before any frame: the origin, the hub's capacity
- * and the per-IP limit. A connection counts against both from its admission until its TCP
- * connection ends, so a burst of concurrent upgrades cannot all pass the checks.
+ * Decides which session connections go ahead (WebSocket upgrades and SSE streams, one instance
+ * for both), before any message: the origin, the hub's capacity and the per-IP limit. A
+ * connection counts against both from its admission until it ends, so a burst of concurrent
+ * connects cannot all pass the checks.
  */
 export class UpgradeAdmission {
   /** Upgrades admitted but not yet sessions. */
@@ -64,8 +65,15 @@ export class UpgradeAdmission {
     return null;
   }
 
-  /** Counts an admitted upgrade until its connection ends. */
-  admit(request: FastifyRequest): void {
+  /**
+   * Counts an admitted connection until `ends` closes: by default its TCP connection (an
+   * upgraded one carries nothing else); an SSE stream passes its response, since the connection
+   * may carry other requests after it.
+   */
+  admit(
+    request: FastifyRequest,
+    ends: { once(event: 'close', listener: () => void): unknown } = request.raw.socket,
+  ): void {
     const ip = request.ip;
     this.byIp.set(ip, (this.byIp.get(ip) ?? 0) + 1);
     this.connecting++;
@@ -75,7 +83,7 @@ export class UpgradeAdmission {
       connecting = false;
     };
     this.pending.set(request.raw, settle);
-    request.raw.socket.once('close', () => {
+    ends.once('close', () => {
       settle();
       const left = (this.byIp.get(ip) ?? 1) - 1;
       if (left <= 0) this.byIp.delete(ip);

@@ -30,6 +30,19 @@ export interface WebSocketRoutesOptions {
   };
   readonly logger: Logger;
   readonly observer?: WebSocketObserver;
+  /**
+   * Admission shared with the other session transport (SSE), so per-IP limits and the hub's
+   * capacity count both. Default: one of its own.
+   */
+  readonly admission?: UpgradeAdmission;
+}
+
+/** Admission for the hub's session transports: its capacity, origins and per-IP limits. */
+export function sessionAdmission(hub: Hub, settings: AdmissionSettings): UpgradeAdmission {
+  return new UpgradeAdmission(settings, {
+    isAccepting: () => hub.isAccepting(),
+    sessions: () => hub.counts().sessions,
+  });
 }
 
 /** A `ws` socket, over the TCP connection `tcp`, as the hub drives sessions. */
@@ -90,10 +103,7 @@ export async function websocketRoutes(
 ): Promise<void> {
   const { hub, authenticator, settings, observer } = options;
   const log = options.logger.child({ component: 'ws' });
-  const admission = new UpgradeAdmission(settings, {
-    isAccepting: () => hub.isAccepting(),
-    sessions: () => hub.counts().sessions,
-  });
+  const admission = options.admission ?? sessionAdmission(hub, settings);
   const requests = new WebSocketRequests(
     hub,
     options.service,
