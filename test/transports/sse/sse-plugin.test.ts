@@ -96,7 +96,15 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('/v1/sse on %s', (backend) =
     expect(s.ids[0]).toBe('0-0');
     await publish([uid]);
     const head = await s.next((m) => m.type === 'head');
-    expect(head).toEqual({ type: 'head', headSeq: 1, floorSeq: 1, unreadCount: 1, readVersion: 0 });
+    expect(head).toEqual({
+      type: 'head',
+      headSeq: 1,
+      floorSeq: 1,
+      unreadCount: 1,
+      unseenCount: 1,
+      archivedCount: 0,
+      readVersion: 0,
+    });
     expect(s.ids[s.messages.indexOf(head)]).toBe('1-0');
     await stack.call('POST', `/v1/users/${uid}/read?wait=true`, { body: { upTo: 1 } });
     const read = await s.next((m) => m.type === 'head');
