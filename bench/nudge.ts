@@ -142,6 +142,7 @@ export const nudge: Benchmark = {
         projectorBatchRecords: await mean(stack.projector.url!, 'minipush_projector_batch_records'),
         logTimeToNudgeSentMs:
           1000 * (await mean(stack.hub.url!, 'minipush_publish_to_nudge_seconds')),
+        projectorPhaseMs: await phaseMeans(stack.projector.url!),
       };
       ctx.log(`nudge breakdown: ${JSON.stringify(breakdown)}`);
       const conditions = `kafka+mariadb, projector and hub processes, ${stack.opened.toLocaleString('en-US')} sessions (1 per user), ${rate} events/s by Kafka producer for ${seconds} s`;
@@ -181,6 +182,22 @@ export const nudge: Benchmark = {
     }
   },
 };
+
+/** Mean ms per batch of each projector phase (minipush_projector_batch_phase_seconds). */
+async function phaseMeans(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const sums = new Map<string, number>();
+  const counts = new Map<string, number>();
+  const line = /^minipush_projector_batch_phase_seconds_(sum|count)\{phase="(\w+)"\} (\S+)$/;
+  for (const row of text.split('\n')) {
+    const match = line.exec(row);
+    if (!match) continue;
+    (match[1] === 'sum' ? sums : counts).set(match[2]!, Number(match[3]));
+  }
+  return Object.fromEntries(
+    [...sums].map(([phase, sum]) => [phase, (1000 * sum) / Math.max(1, counts.get(phase) ?? 0)]),
+  );
+}
 
 /** A hub build and shape the fan-out benchmark runs. */
 interface HubVariant {
