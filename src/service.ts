@@ -317,37 +317,38 @@ export class MiniPushService {
   }
 
   /** Marks seqs seen, or every stored seq up to one (opening the inbox: the badge clears). */
-  async markSeen(
+  markSeen(
     principal: Principal,
     uid: unknown,
     input: MarkTarget,
     options: { wait?: boolean } = {},
-  ): Promise<MarkResult> {
-    const user = checkUid(uid);
-    authorizeUid(principal, user);
-    return this.mark(decideMarkSeen(user, input, this.deps.settings), options);
+  ) {
+    return this.stateMark(principal, uid, input, options, decideMarkSeen);
   }
 
-  async archive(
-    principal: Principal,
-    uid: unknown,
-    input: MarkTarget,
-    options: { wait?: boolean } = {},
-  ): Promise<MarkResult> {
-    const user = checkUid(uid);
-    authorizeUid(principal, user);
-    return this.mark(decideArchive(user, input, this.deps.settings), options);
+  archive(principal: Principal, uid: unknown, input: MarkTarget, options: { wait?: boolean } = {}) {
+    return this.stateMark(principal, uid, input, options, decideArchive);
   }
 
-  async unarchive(
+  unarchive(
     principal: Principal,
     uid: unknown,
     input: MarkTarget,
     options: { wait?: boolean } = {},
+  ) {
+    return this.stateMark(principal, uid, input, options, decideUnarchive);
+  }
+
+  private async stateMark(
+    principal: Principal,
+    uid: unknown,
+    input: MarkTarget,
+    options: { wait?: boolean },
+    decide: (uid: number, target: MarkTarget, limits: CommandLimits) => CommandRecord,
   ): Promise<MarkResult> {
     const user = checkUid(uid);
     authorizeUid(principal, user);
-    return this.mark(decideUnarchive(user, input, this.deps.settings), options);
+    return this.mark(decide(user, input, this.deps.settings), options);
   }
 
   private async mark(command: CommandRecord, options: { wait?: boolean }): Promise<MarkResult> {

@@ -1,19 +1,11 @@
-import type { StateCommand } from '../commands/command-record.js';
+import { COMMAND_TYPES, type StateCommand } from '../commands/command-record.js';
 import type { ReadBitmap } from '../domain/read-bitmap.js';
 import type { LogRecord } from '../log/log.js';
 import type { ProjectionBatch } from './projection-batch.js';
 
-const STATE_COMMANDS: ReadonlySet<string> = new Set<StateCommand['type']>([
-  'markRead',
-  'markReadUpTo',
-  'markUnread',
-  'markSeen',
-  'markSeenUpTo',
-  'archive',
-  'archiveUpTo',
-  'unarchive',
-  'unarchiveUpTo',
-]);
+const STATE_COMMANDS: ReadonlySet<string> = new Set(
+  COMMAND_TYPES.filter((type) => type !== 'publish' && type !== 'expire'),
+);
 
 /** Stored seqs [lo, hi] a change may touch. */
 interface Stored {
