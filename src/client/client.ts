@@ -172,6 +172,8 @@ export class MiniPushClient extends InboxView implements InboxClient {
   private syncAgain = false;
   private readSyncing: Promise<void> | null = null;
   private readSyncAgain = false;
+  /** Marks of this client applied to the cache; a flag sync that overlapped one is stale. */
+  private marksApplied = 0;
   /** The read version the cached `read`, `seen` and `archived` flags are known to reflect. */
   private readSynced = 0;
 
@@ -257,6 +259,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
 
   async markRead(seqs: readonly number[]): Promise<{ changed: number }> {
     const answer = await this.request('markRead', { seqs: [...seqs] });
+    this.marksApplied++;
     this.inbox.setRead(seqs, true);
     await this.refreshStats();
     return { changed: answer.changed };
@@ -266,6 +269,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
     const upTo = this.inbox.head.headSeq;
     if (upTo === 0) return { changed: 0 };
     const answer = await this.request('markRead', { upTo });
+    this.marksApplied++;
     this.inbox.setRead(
       this.inbox
         .list()
@@ -279,6 +283,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
 
   async markUnread(seqs: readonly number[]): Promise<{ changed: number }> {
     const answer = await this.request('markUnread', { seqs: [...seqs] });
+    this.marksApplied++;
     this.inbox.setRead(seqs, false);
     await this.refreshStats();
     return { changed: answer.changed };
@@ -310,6 +315,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
     value: boolean,
   ): Promise<{ changed: number }> {
     const answer = await this.request(type, target);
+    this.marksApplied++;
     const seqs =
       'seqs' in target
         ? target.seqs
@@ -731,10 +737,16 @@ export class MiniPushClient extends InboxView implements InboxClient {
 
   private async fetchReadStates(): Promise<void> {
     const version = this.inbox.head.readVersion;
+    const marks = this.marksApplied;
     // One version covers the three bitmaps, and a head does not say which changed: ask all.
     const answers = await Promise.all(
       EVENT_FLAGS.map((state) => this.request('readStates', { format: 'blocks', state })),
     );
+    if (this.marksApplied !== marks) {
+      // The answers may predate a mark just applied here: taking them would flip flags back.
+      this.readSyncAgain = true;
+      return;
+    }
     for (const [i, answer] of answers.entries()) {
       const blocks = 'blocks' in answer ? answer.blocks : [];
       const seqs = new Set<number>();
