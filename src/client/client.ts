@@ -1,6 +1,14 @@
 import { backoffDelay } from './backoff.js';
 import { ClientErrorCode, ConnectionState, DisconnectCode, shouldReconnect } from './codes.js';
-import { Inbox, InboxView, type ClientEvents } from './inbox.js';
+import {
+  EVENT_FLAGS,
+  Inbox,
+  InboxView,
+  type ClientEvents,
+  type EventFlag,
+  type InboxCounts,
+  type ListFilter,
+} from './inbox.js';
 import {
   OPEN,
   SUBPROTOCOL,
@@ -118,12 +126,18 @@ export class MiniPushClientError extends Error {
 export interface InboxClient {
   /** The connection state (of the leader tab's socket, for a follower tab). */
   readonly state: ConnectionState;
-  /** Unread events, as the server counts them. */
+  /** Unread events, as the server counts them (archived ones left out). */
   readonly unreadCount: number;
+  /** Events never seen, as the server counts them (archived ones left out): the badge. */
+  readonly unseenCount: number;
+  /** Archived events, as the server counts them. */
+  readonly archivedCount: number;
+  /** The unread, unseen and archived counts. */
+  readonly counts: InboxCounts;
   /** The server's counters as last told. */
   readonly head: HeadState;
-  /** Cached events, newest first. */
-  list(): FeedEvent[];
+  /** Cached events, newest first; `{ status }` keeps one view of them (default `all`). */
+  list(filter?: ListFilter): FeedEvent[];
   /** Adds a callback; returns the function that removes it. */
   on<K extends keyof ClientEvents>(name: K, listener: ClientEvents[K]): () => void;
   /** New events as they arrive; ends when the client stops for good. */
@@ -132,8 +146,16 @@ export interface InboxClient {
   markRead(seqs: readonly number[]): Promise<{ changed: number }>;
   /** Marks every event up to the highest head seen read. */
   markAllRead(): Promise<{ changed: number }>;
-  /** Marks events unread again. */
+  /** Marks events unread again (they stay seen). */
   markUnread(seqs: readonly number[]): Promise<{ changed: number }>;
+  /** Marks events seen; resolves once the server applied it, with how many changed. */
+  markSeen(seqs: readonly number[]): Promise<{ changed: number }>;
+  /** Marks every event up to the highest head seen seen: what opening the inbox does. */
+  markAllSeen(): Promise<{ changed: number }>;
+  /** Archives events: they leave the `unarchived` view and the unread and unseen counts. */
+  archive(seqs: readonly number[]): Promise<{ changed: number }>;
+  /** Brings archived events back into the inbox. */
+  unarchive(seqs: readonly number[]): Promise<{ changed: number }>;
   connect(): void;
   disconnect(): void;
 }
@@ -168,7 +190,7 @@ function serverError(message: Record<string, unknown>): MiniPushClientError {
 /**
  * A client of one user's MiniPush inbox over one WebSocket: it reconnects with full-jitter
  * backoff, catches up by `diff` from the last seq it has on every connect and every head nudge,
- * keeps a local cache, and follows the server's unread count.
+ * keeps a local cache of the whole feed with each event's flags, and follows the server's counts.
  */
 export class MiniPushClient extends InboxView implements InboxClient {
   private readonly settings: typeof DEFAULTS;
@@ -203,7 +225,9 @@ export class MiniPushClient extends InboxView implements InboxClient {
   private syncAgain = false;
   private readSyncing: Promise<void> | null = null;
   private readSyncAgain = false;
-  /** The read version the cached `read` flags are known to reflect. */
+  /** Marks of this client applied to the cache; a flag sync that overlapped one is stale. */
+  private marksApplied = 0;
+  /** The read version the cached `read`, `seen` and `archived` flags are known to reflect. */
   private readSynced = 0;
 
   /**
@@ -308,6 +332,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
 
   async markRead(seqs: readonly number[]): Promise<{ changed: number }> {
     const answer = await this.request('markRead', { seqs: [...seqs] });
+    this.marksApplied++;
     this.inbox.setRead(seqs, true);
     await this.refreshStats();
     return { changed: answer.changed };
@@ -317,6 +342,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
     const upTo = this.inbox.head.headSeq;
     if (upTo === 0) return { changed: 0 };
     const answer = await this.request('markRead', { upTo });
+    this.marksApplied++;
     this.inbox.setRead(
       this.inbox
         .list()
@@ -330,7 +356,47 @@ export class MiniPushClient extends InboxView implements InboxClient {
 
   async markUnread(seqs: readonly number[]): Promise<{ changed: number }> {
     const answer = await this.request('markUnread', { seqs: [...seqs] });
+    this.marksApplied++;
     this.inbox.setRead(seqs, false);
+    await this.refreshStats();
+    return { changed: answer.changed };
+  }
+
+  markSeen(seqs: readonly number[]): Promise<{ changed: number }> {
+    return this.mark('markSeen', { seqs: [...seqs] }, 'seen', true);
+  }
+
+  async markAllSeen(): Promise<{ changed: number }> {
+    const upTo = this.inbox.head.headSeq;
+    if (upTo === 0) return { changed: 0 };
+    return this.mark('markSeen', { upTo }, 'seen', true);
+  }
+
+  archive(seqs: readonly number[]): Promise<{ changed: number }> {
+    return this.mark('archive', { seqs: [...seqs] }, 'archived', true);
+  }
+
+  unarchive(seqs: readonly number[]): Promise<{ changed: number }> {
+    return this.mark('unarchive', { seqs: [...seqs] }, 'archived', false);
+  }
+
+  /** Sends a seen or archive mark, then sets the flag of the cached events it covers. */
+  private async mark(
+    type: 'markSeen' | 'archive' | 'unarchive',
+    target: { seqs: number[] } | { upTo: number },
+    flag: EventFlag,
+    value: boolean,
+  ): Promise<{ changed: number }> {
+    const answer = await this.request(type, target);
+    this.marksApplied++;
+    const seqs =
+      'seqs' in target
+        ? target.seqs
+        : this.inbox
+            .list()
+            .filter((e) => e.seq <= target.upTo)
+            .map((e) => e.seq);
+    this.inbox.setFlag(flag, seqs, value);
     await this.refreshStats();
     return { changed: answer.changed };
   }
@@ -720,9 +786,11 @@ export class MiniPushClient extends InboxView implements InboxClient {
     let more = true;
     while (more || this.syncAgain) {
       this.syncAgain = false;
+      // The cache mirrors the whole feed, archived events too, each with its flags.
       const page = await this.request('diff', {
         after: this.inbox.lastSeq,
         limit: this.settings.pageSize,
+        status: 'all',
       });
       this.inbox.applyState({ headSeq: page.headSeq, floorSeq: page.floorSeq });
       if (page.reset || page.headSeq < this.inbox.lastSeq) {
@@ -749,6 +817,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
         to: head,
         order: 'asc',
         limit: this.settings.pageSize,
+        status: 'all',
       });
       this.inbox.addEvents(newest.events);
     }
@@ -757,7 +826,7 @@ export class MiniPushClient extends InboxView implements InboxClient {
     this.readSynced = version;
   }
 
-  /** Brings the cached `read` flags up to the server's read version. */
+  /** Brings the cached `read`, `seen` and `archived` flags up to the server's read version. */
   private syncReadStates(): void {
     if (this.readSyncing) {
       this.readSyncAgain = true;
@@ -777,12 +846,23 @@ export class MiniPushClient extends InboxView implements InboxClient {
 
   private async fetchReadStates(): Promise<void> {
     const version = this.inbox.head.readVersion;
-    const answer = await this.request('readStates', { format: 'blocks' });
-    const blocks = 'blocks' in answer ? answer.blocks : [];
-    const read = new Set<number>();
-    for (const block of blocks) for (const seq of readSeqsOfBlock(block)) read.add(seq);
-    const upTo = blocks.reduce((top, block) => Math.max(top, block.seq), 0);
-    this.inbox.syncRead(read, upTo);
+    const marks = this.marksApplied;
+    // One version covers the three bitmaps, and a head does not say which changed: ask all.
+    const answers = await Promise.all(
+      EVENT_FLAGS.map((state) => this.request('readStates', { format: 'blocks', state })),
+    );
+    if (this.marksApplied !== marks) {
+      // The answers may predate a mark just applied here: taking them would flip flags back.
+      this.readSyncAgain = true;
+      return;
+    }
+    for (const [i, answer] of answers.entries()) {
+      const blocks = 'blocks' in answer ? answer.blocks : [];
+      const seqs = new Set<number>();
+      for (const block of blocks) for (const seq of readSeqsOfBlock(block)) seqs.add(seq);
+      const upTo = blocks.reduce((top, block) => Math.max(top, block.seq), 0);
+      this.inbox.syncFlag(EVENT_FLAGS[i]!, seqs, upTo);
+    }
     this.readSynced = version;
   }
 

@@ -11,11 +11,62 @@ export interface DisconnectInfo {
   readonly reconnect: boolean;
 }
 
-/** What a read-state change touched. */
-export interface ReadChange {
-  /** Cached seqs whose `read` flag changed, ascending. */
+/** The per-event flags besides the payload: each is one of the user's state bitmaps. */
+export type EventFlag = 'read' | 'seen' | 'archived';
+
+/**
+ * Which events `list()` gives, as the server's `status` filter: `all` (the default of `list`),
+ * `unarchived` (the inbox), `unread` and `unseen` (both leave archived events out), `archived`.
+ */
+export type FeedStatus = 'all' | 'unarchived' | 'unread' | 'unseen' | 'archived';
+
+/** What `list()` returns. */
+export interface ListFilter {
+  /** Default `all`: every cached event. */
+  readonly status?: FeedStatus;
+}
+
+/** Whether `event` is in the view `status` names; the server's filters, applied to one event. */
+export function matchesStatus(event: FeedEvent, status: FeedStatus): boolean {
+  switch (status) {
+    case 'all':
+      return true;
+    case 'unarchived':
+      return !event.archived;
+    case 'unread':
+      return !event.read && !event.archived;
+    case 'unseen':
+      return !event.seen && !event.archived;
+    case 'archived':
+      return event.archived;
+    default: {
+      const unknown: never = status;
+      throw new TypeError(`unknown status ${String(unknown)}`);
+    }
+  }
+}
+
+/** What a change of one flag touched: `{ seqs, read }`, `{ seqs, seen }` or `{ seqs, archived }`. */
+export type FlagChange<F extends EventFlag> = {
+  /** Cached seqs whose flag changed, ascending. */
   readonly seqs: number[];
-  readonly read: boolean;
+} & { readonly [K in F]: boolean };
+
+/** What a read-state change touched. */
+export type ReadChange = FlagChange<'read'>;
+/** What a seen-state change touched. */
+export type SeenChange = FlagChange<'seen'>;
+/** What an archived-state change touched. */
+export type ArchivedChange = FlagChange<'archived'>;
+
+/** The server's counts, as the bell's badge and the inbox's tabs show them. */
+export interface InboxCounts {
+  /** Unread events, archived ones left out. */
+  readonly unreadCount: number;
+  /** Events never seen (the badge), archived ones left out. */
+  readonly unseenCount: number;
+  /** Archived events still stored. */
+  readonly archivedCount: number;
 }
 
 /** The callbacks of a client, by name. */
@@ -24,9 +75,17 @@ export interface ClientEvents {
   event: (event: FeedEvent) => void;
   /** Cached events changed read state, by this client or another session of the user. */
   read: (change: ReadChange) => void;
+  /** Cached events changed seen state (seen by a mark, or read), here or in another session. */
+  seen: (change: SeenChange) => void;
+  /** Cached events were archived or unarchived, here or in another session. */
+  archived: (change: ArchivedChange) => void;
   /** The unread count changed; it follows the server's count. */
   unread: (count: number) => void;
-  /** The server's head, floor, unread count or read version changed. */
+  /** The unseen count (the bell's badge) changed; it follows the server's count. */
+  unseen: (count: number) => void;
+  /** The unread, unseen or archived count changed. */
+  counts: (counts: InboxCounts) => void;
+  /** The server's head, floor, counts or read version changed. */
   head: (state: HeadState) => void;
   /** Events below `floorSeq` expired: the cache was dropped; the newest page follows as events. */
   reset: (state: { readonly floorSeq: number; readonly headSeq: number }) => void;
@@ -54,6 +113,23 @@ const EMPTY: HeadState = {
   archivedCount: 0,
   readVersion: 0,
 };
+
+/** Every flag, in the order they are reported. */
+export const EVENT_FLAGS: readonly EventFlag[] = ['read', 'seen', 'archived'];
+const FLAGS = EVENT_FLAGS;
+
+function countsOf(state: InboxCounts): InboxCounts {
+  const { unreadCount, unseenCount, archivedCount } = state;
+  return { unreadCount, unseenCount, archivedCount };
+}
+
+function sameCounts(a: InboxCounts, b: InboxCounts): boolean {
+  return (
+    a.unreadCount === b.unreadCount &&
+    a.unseenCount === b.unseenCount &&
+    a.archivedCount === b.archivedCount
+  );
+}
 
 interface Reader {
   readonly queue: FeedEvent[];
@@ -86,26 +162,33 @@ export class Inbox extends Emitter<ClientEvents> {
     return this.server;
   }
 
-  /** Cached events, newest first. */
-  list(): FeedEvent[] {
-    return [...this.cache.values()].sort((a, b) => b.seq - a.seq);
+  /** Cached events, newest first; with a status, only those in that view. */
+  list(filter: ListFilter = {}): FeedEvent[] {
+    const status = filter.status ?? 'all';
+    const events = [...this.cache.values()].sort((a, b) => b.seq - a.seq);
+    return status === 'all' ? events : events.filter((e) => matchesStatus(e, status));
   }
 
   get(seq: number): FeedEvent | undefined {
     return this.cache.get(seq);
   }
 
-  /** Adds events not seen before (ascending order is kept); known seqs only refresh `read`. */
+  /** Adds events not seen before (ascending order is kept); known seqs only refresh flags. */
   addEvents(events: readonly FeedEvent[]): void {
     const fresh: FeedEvent[] = [];
-    const nowRead: number[] = [];
-    const nowUnread: number[] = [];
+    const flips = FLAGS.map(() => ({ on: [] as number[], off: [] as number[] }));
     for (const event of [...events].sort((a, b) => a.seq - b.seq)) {
       const known = this.cache.get(event.seq);
       if (known) {
-        if (known.read !== event.read) {
-          this.cache.set(event.seq, { ...known, read: event.read });
-          (event.read ? nowRead : nowUnread).push(event.seq);
+        let changed = false;
+        for (const [i, flag] of FLAGS.entries()) {
+          if (known[flag] === event[flag]) continue;
+          changed = true;
+          (event[flag] ? flips[i]!.on : flips[i]!.off).push(event.seq);
+        }
+        if (changed) {
+          const { read, seen, archived } = event;
+          this.cache.set(event.seq, { ...known, read, seen, archived });
         }
         continue;
       }
@@ -123,8 +206,11 @@ export class Inbox extends Emitter<ClientEvents> {
       fresh.push(copy);
     }
     this.evict();
-    if (nowRead.length > 0) this.emit('read', { seqs: nowRead, read: true });
-    if (nowUnread.length > 0) this.emit('read', { seqs: nowUnread, read: false });
+    for (const [i, flag] of FLAGS.entries()) {
+      const flip = flips[i]!;
+      if (flip.on.length > 0) this.emitFlag(flag, flip.on, true);
+      if (flip.off.length > 0) this.emitFlag(flag, flip.off, false);
+    }
     for (const event of fresh) {
       this.emit('event', event);
       for (const reader of this.readers) {
@@ -134,30 +220,42 @@ export class Inbox extends Emitter<ClientEvents> {
     }
   }
 
-  /** Sets the `read` flag of the cached events among `seqs`. */
+  /** Sets the `read` flag of the cached events among `seqs` (reading one makes it seen too). */
   setRead(seqs: Iterable<number>, read: boolean): void {
+    const list = [...seqs];
+    this.setFlag('read', list, read);
+    if (read) this.setFlag('seen', list, true);
+  }
+
+  /** Sets one flag of the cached events among `seqs`, and reports the ones that changed. */
+  setFlag(flag: EventFlag, seqs: Iterable<number>, value: boolean): void {
     const changed: number[] = [];
     for (const seq of seqs) {
       const known = this.cache.get(seq);
-      if (known && known.read !== read) {
-        this.cache.set(seq, { ...known, read });
+      if (known && known[flag] !== value) {
+        this.cache.set(seq, { ...known, [flag]: value });
         changed.push(seq);
       }
     }
-    if (changed.length > 0) this.emit('read', { seqs: changed.sort((a, b) => a - b), read });
+    if (changed.length > 0)
+      this.emitFlag(
+        flag,
+        changed.sort((a, b) => a - b),
+        value,
+      );
   }
 
-  /** Makes the cached events in [floorSeq, upTo] read exactly when `readSeqs` holds them. */
-  syncRead(readSeqs: ReadonlySet<number>, upTo: number): void {
-    const read: number[] = [];
-    const unread: number[] = [];
+  /** Makes `flag` of the cached events up to `upTo` true exactly when `seqs` holds them. */
+  syncFlag(flag: EventFlag, seqs: ReadonlySet<number>, upTo: number): void {
+    const on: number[] = [];
+    const off: number[] = [];
     for (const event of this.cache.values()) {
       if (event.seq > upTo) continue;
-      const isRead = readSeqs.has(event.seq);
-      if (isRead !== event.read) (isRead ? read : unread).push(event.seq);
+      const has = seqs.has(event.seq);
+      if (has !== event[flag]) (has ? on : off).push(event.seq);
     }
-    this.setRead(read, true);
-    this.setRead(unread, false);
+    this.setFlag(flag, on, true);
+    this.setFlag(flag, off, false);
   }
 
   /**
@@ -191,6 +289,8 @@ export class Inbox extends Emitter<ClientEvents> {
     this.server = merged;
     this.emit('head', merged);
     if (merged.unreadCount !== prev.unreadCount) this.emit('unread', merged.unreadCount);
+    if (merged.unseenCount !== prev.unseenCount) this.emit('unseen', merged.unseenCount);
+    if (!sameCounts(merged, prev)) this.emit('counts', countsOf(merged));
   }
 
   /**
@@ -264,6 +364,24 @@ export class Inbox extends Emitter<ClientEvents> {
     this.readers.clear();
   }
 
+  private emitFlag(flag: EventFlag, seqs: number[], value: boolean): void {
+    switch (flag) {
+      case 'read':
+        this.emit('read', { seqs, read: value });
+        return;
+      case 'seen':
+        this.emit('seen', { seqs, seen: value });
+        return;
+      case 'archived':
+        this.emit('archived', { seqs, archived: value });
+        return;
+      default: {
+        const unknown: never = flag;
+        throw new TypeError(`unknown flag ${String(unknown)}`);
+      }
+    }
+  }
+
   private evict(): void {
     if (this.cache.size <= this.maxCachedEvents) return;
     const seqs = [...this.cache.keys()].sort((a, b) => a - b);
@@ -283,13 +401,28 @@ export abstract class InboxView {
     return this.inbox.head.unreadCount;
   }
 
+  /** Events never seen, as the server counts them: the bell's badge. */
+  get unseenCount(): number {
+    return this.inbox.head.unseenCount;
+  }
+
+  /** Archived events, as the server counts them. */
+  get archivedCount(): number {
+    return this.inbox.head.archivedCount;
+  }
+
+  /** The three counts at once. */
+  get counts(): InboxCounts {
+    return countsOf(this.inbox.head);
+  }
+
   get head(): HeadState {
     return this.inbox.head;
   }
 
-  /** The cached events, newest first. */
-  list(): FeedEvent[] {
-    return this.inbox.list();
+  /** The cached events, newest first; `{ status }` keeps those in one view (default `all`). */
+  list(filter?: ListFilter): FeedEvent[] {
+    return this.inbox.list(filter);
   }
 
   events(): AsyncIterableIterator<FeedEvent> {

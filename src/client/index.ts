@@ -17,7 +17,19 @@ export {
 } from './tab-client.js';
 export { ClientErrorCode, ConnectionState, DisconnectCode, shouldReconnect } from './codes.js';
 export { backoffDelay } from './backoff.js';
-export type { ClientEvents, DisconnectInfo, ReadChange } from './inbox.js';
+export { matchesStatus } from './inbox.js';
+export type {
+  ArchivedChange,
+  ClientEvents,
+  DisconnectInfo,
+  EventFlag,
+  FeedStatus,
+  FlagChange,
+  InboxCounts,
+  ListFilter,
+  ReadChange,
+  SeenChange,
+} from './inbox.js';
 export type { FeedEvent, HeadState, WebSocketConstructor, WebSocketLike } from './protocol.js';
 export type { FetchLike } from './sse-connection.js';
 export type {

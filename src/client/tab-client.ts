@@ -7,8 +7,8 @@ import {
   InboxView,
   type ClientEvents,
   type DisconnectInfo,
+  type EventFlag,
   type InboxSnapshot,
-  type ReadChange,
 } from './inbox.js';
 import type { FeedEvent, HeadState } from './protocol.js';
 import {
@@ -45,7 +45,8 @@ export interface TabClientEvents extends ClientEvents {
   role: (role: TabRole) => void;
 }
 
-type Method = 'markRead' | 'markAllRead' | 'markUnread';
+type Method =
+  'markRead' | 'markAllRead' | 'markUnread' | 'markSeen' | 'markAllSeen' | 'archive' | 'unarchive';
 
 type TabMessage =
   | { readonly t: 'hello'; readonly from: string }
@@ -57,7 +58,13 @@ type TabMessage =
       readonly snapshot: InboxSnapshot;
     }
   | { readonly t: 'event'; readonly from: string; readonly event: FeedEvent }
-  | { readonly t: 'read'; readonly from: string; readonly change: ReadChange }
+  | {
+      readonly t: 'flag';
+      readonly from: string;
+      readonly flag: EventFlag;
+      readonly seqs: number[];
+      readonly value: boolean;
+    }
   | { readonly t: 'head'; readonly from: string; readonly state: HeadState }
   | {
       readonly t: 'reset';
@@ -97,7 +104,7 @@ interface PageEvents {
 
 /**
  * One socket per browser, not per tab: the tabs of one origin and scope elect a leader that
- * holds a {@link MiniPushClient} and shares its events, heads and read state over a
+ * holds a {@link MiniPushClient} and shares its events, heads and flags over a
  * BroadcastChannel; the others mirror it and forward their marks to it. When the leader tab
  * closes, another takes over and catches up from the last seq it mirrored.
  */
@@ -160,6 +167,22 @@ export class TabClient extends InboxView implements InboxClient {
 
   markUnread(seqs: readonly number[]): Promise<{ changed: number }> {
     return this.call('markUnread', [...seqs]);
+  }
+
+  markSeen(seqs: readonly number[]): Promise<{ changed: number }> {
+    return this.call('markSeen', [...seqs]);
+  }
+
+  markAllSeen(): Promise<{ changed: number }> {
+    return this.call('markAllSeen', []);
+  }
+
+  archive(seqs: readonly number[]): Promise<{ changed: number }> {
+    return this.call('archive', [...seqs]);
+  }
+
+  unarchive(seqs: readonly number[]): Promise<{ changed: number }> {
+    return this.call('unarchive', [...seqs]);
   }
 
   /** Joins the tabs: leads (and connects) or follows the leader. */
@@ -233,7 +256,15 @@ export class TabClient extends InboxView implements InboxClient {
     const from = this.id;
     this.forwarding = [
       this.inbox.on('event', (event) => this.post({ t: 'event', from, event })),
-      this.inbox.on('read', (change) => this.post({ t: 'read', from, change })),
+      this.inbox.on('read', ({ seqs, read }) =>
+        this.post({ t: 'flag', from, flag: 'read', seqs, value: read }),
+      ),
+      this.inbox.on('seen', ({ seqs, seen }) =>
+        this.post({ t: 'flag', from, flag: 'seen', seqs, value: seen }),
+      ),
+      this.inbox.on('archived', ({ seqs, archived }) =>
+        this.post({ t: 'flag', from, flag: 'archived', seqs, value: archived }),
+      ),
       this.inbox.on('head', (state) => this.post({ t: 'head', from, state })),
       this.inbox.on('reset', (state) => this.post({ t: 'reset', from, state })),
       this.inbox.on('state', (state) => this.post({ t: 'state', from, state })),
@@ -278,6 +309,14 @@ export class TabClient extends InboxView implements InboxClient {
         return client.markUnread(seqs);
       case 'markAllRead':
         return client.markAllRead();
+      case 'markSeen':
+        return client.markSeen(seqs);
+      case 'markAllSeen':
+        return client.markAllSeen();
+      case 'archive':
+        return client.archive(seqs);
+      case 'unarchive':
+        return client.unarchive(seqs);
       default: {
         const unknown: never = method;
         return Promise.reject(new Error(`unknown method ${String(unknown)}`));
@@ -345,8 +384,8 @@ export class TabClient extends InboxView implements InboxClient {
       case 'event':
         this.inbox.addEvents([message.event]);
         return;
-      case 'read':
-        this.inbox.setRead(message.change.seqs, message.change.read);
+      case 'flag':
+        this.inbox.setFlag(message.flag, message.seqs, message.value);
         return;
       case 'head':
         this.inbox.applyState(message.state);
@@ -403,7 +442,7 @@ export class TabClient extends InboxView implements InboxClient {
     }
   }
 
-  /** Takes the leader's view: its events, read flags, counters and connection state. */
+  /** Takes the leader's view: its events and their flags, counters and connection state. */
   private mirror(snapshot: InboxSnapshot): void {
     this.mirrored = true;
     if (snapshot.lastSeq < this.inbox.lastSeq && snapshot.events.length > 0) {

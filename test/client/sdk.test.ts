@@ -315,6 +315,74 @@ describe('MiniPushClient on an in-process hub', () => {
     expect(a.unreadCount).toBe(1);
   });
 
+  it('should cache archived events with their flags and follow seen and archive marks of another client', async () => {
+    const uid = freshUid();
+    await publish(uid, 4);
+    // Archived before either client connects: the server's default view would leave it out.
+    const archived = await stack.call('POST', `/v1/users/${uid}/archive?wait=true`, {
+      body: { seqs: [1] },
+    });
+    expect(archived.body).toEqual({ changed: 1 });
+    const [a, b] = [client(uid), client(uid)];
+    const flagsOfB: string[] = [];
+    b.on('seen', (c) => flagsOfB.push(`seen ${c.seqs.join(',')} ${c.seen}`));
+    b.on('archived', (c) => flagsOfB.push(`archived ${c.seqs.join(',')} ${c.archived}`));
+    const badgeOfB: number[] = [];
+    b.on('unseen', (n) => badgeOfB.push(n));
+    const headsOfB: number[] = [];
+    b.on('head', (h) => headsOfB.push(h.unseenCount));
+    await connected(a);
+    await connected(b);
+    for (const c of [a, b]) {
+      await expect.poll(() => seqsOf(c.list()), { timeout: 10_000 }).toEqual([4, 3, 2, 1]);
+      expect(c.list()[3]).toMatchObject({ seq: 1, read: false, seen: false, archived: true });
+      expect(seqsOf(c.list({ status: 'archived' }))).toEqual([1]);
+      expect(seqsOf(c.list({ status: 'unseen' }))).toEqual([4, 3, 2]);
+      expect(c.counts).toEqual({ unreadCount: 3, unseenCount: 3, archivedCount: 1 });
+    }
+
+    // Opening the inbox in a: everything up to the head is seen, still unread.
+    const { changed } = await a.markAllSeen();
+    expect(changed).toBeGreaterThanOrEqual(3);
+    expect(a.unseenCount).toBe(0);
+    expect(a.list().every((e) => e.seen && !e.read)).toBe(true);
+    await expect.poll(() => b.unseenCount, { timeout: 10_000 }).toBe(0);
+    await expect.poll(() => b.list().every((e) => e.seen), { timeout: 10_000 }).toBe(true);
+    expect(badgeOfB).toEqual([3, 0]);
+    expect(headsOfB.at(-1)).toBe(0);
+    expect(flagsOfB).toEqual(['seen 1,2,3,4 true']);
+    expect(b.unreadCount).toBe(3);
+
+    expect(await b.archive([2])).toEqual({ changed: 1 });
+    expect(b.counts).toEqual({ unreadCount: 2, unseenCount: 0, archivedCount: 2 });
+    expect(seqsOf(b.list({ status: 'unarchived' }))).toEqual([4, 3]);
+    await expect
+      .poll(() => seqsOf(a.list({ status: 'archived' })), { timeout: 10_000 })
+      .toEqual([2, 1]);
+    await expect.poll(() => a.archivedCount, { timeout: 10_000 }).toBe(2);
+
+    expect(await a.unarchive([1, 2])).toEqual({ changed: 2 });
+    expect(a.archivedCount).toBe(0);
+    await expect.poll(() => b.list({ status: 'archived' }).length, { timeout: 10_000 }).toBe(0);
+    expect(flagsOfB).toEqual(['seen 1,2,3,4 true', 'archived 2 true', 'archived 1,2 false']);
+    await expect.poll(() => b.unreadCount, { timeout: 10_000 }).toBe(4);
+
+    // A new event is unseen until marked; reading marks it seen too.
+    await publish(uid, 2);
+    await expect.poll(() => a.unseenCount, { timeout: 10_000 }).toBe(2);
+    expect(await a.markSeen([5])).toEqual({ changed: 1 });
+    expect(a.list()[1]).toMatchObject({ seq: 5, seen: true, read: false });
+    expect(await a.markRead([6])).toEqual({ changed: 1 });
+    expect(a.list()[0]).toMatchObject({ seq: 6, seen: true, read: true });
+    expect(a.unseenCount).toBe(0);
+    await expect
+      .poll(() => b.list({ status: 'unread' }).map((e) => e.seq), { timeout: 10_000 })
+      .toEqual([5, 4, 3, 2, 1]);
+    await expect.poll(() => b.list({ status: 'unseen' }).length, { timeout: 10_000 }).toBe(0);
+    expect(await serverStats(uid)).toMatchObject({ ...a.counts, headSeq: 6 });
+    expect(b.counts).toEqual(a.counts);
+  });
+
   it('should ask getToken for a new token after 4401 and before using one about to expire', async () => {
     const uid = freshUid();
     let refusedAsks = 0;

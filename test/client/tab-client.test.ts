@@ -96,4 +96,64 @@ describe('TabClient (BroadcastChannel election) on an in-process hub', () => {
     for (const tab of rest) expect(received.get(tab)).toEqual([1, 2, 3, 4]);
     expect(received.get(oldLeader)).toEqual([1, 2, 3]);
   });
+
+  it('should forward seen and archive marks from a follower and mirror counts and flags on every tab', async () => {
+    const uid = 130_002;
+    const mine: TabClient[] = [];
+    for (let i = 0; i < 2; i++) {
+      const tab = new TabClient({
+        url: `${stack.url.replace('http', 'ws')}/v1/ws`,
+        getToken: () => signUserToken(uid),
+        WebSocket,
+        scope: `test-${uid}`,
+        locks: null,
+        leaderHeartbeatMs: 100,
+      });
+      tabs.push(tab);
+      mine.push(tab);
+      tab.connect();
+    }
+    await expect
+      .poll(() => mine.filter((t) => t.role === 'leader').length, { timeout: 10_000 })
+      .toBe(1);
+    const leader = mine.find((t) => t.role === 'leader')!;
+    const follower = mine.find((t) => t.role === 'follower')!;
+    await expect.poll(() => follower.state, { timeout: 10_000 }).toBe(ConnectionState.Connected);
+    const followerFlags: string[] = [];
+    follower.on('seen', (c) => followerFlags.push(`seen ${c.seqs.join(',')}`));
+    follower.on('archived', (c) =>
+      followerFlags.push(`archived ${c.seqs.join(',')} ${c.archived}`),
+    );
+    const followerBadge: number[] = [];
+    follower.on('unseen', (n) => followerBadge.push(n));
+
+    for (const text of ['a', 'b', 'c']) await publish(uid, text);
+    for (const tab of mine) {
+      await expect.poll(() => tab.unseenCount, { timeout: 10_000 }).toBe(3);
+      await expect.poll(() => tab.list().length, { timeout: 10_000 }).toBe(3);
+    }
+
+    expect(await follower.markSeen([1])).toEqual({ changed: 1 });
+    await expect.poll(() => follower.unseenCount, { timeout: 10_000 }).toBe(2);
+    expect(await follower.markAllSeen()).toEqual({ changed: 2 });
+    expect(await follower.archive([2])).toEqual({ changed: 1 });
+    for (const tab of mine) {
+      await expect
+        .poll(() => tab.counts, { timeout: 10_000 })
+        .toEqual({ unreadCount: 2, unseenCount: 0, archivedCount: 1 });
+      await expect
+        .poll(() => tab.list({ status: 'archived' }).map((e) => e.seq), { timeout: 10_000 })
+        .toEqual([2]);
+      expect(tab.list().every((e) => e.seen && !e.read)).toBe(true);
+    }
+    expect(await follower.unarchive([2])).toEqual({ changed: 1 });
+    for (const tab of mine) {
+      await expect.poll(() => tab.archivedCount, { timeout: 10_000 }).toBe(0);
+      await expect.poll(() => tab.list({ status: 'archived' }).length, { timeout: 10_000 }).toBe(0);
+    }
+    expect(followerFlags).toEqual(['seen 1', 'seen 2,3', 'archived 2 true', 'archived 2 false']);
+    // Up to 3 as the events came (nudges may merge), then down with each seen mark.
+    expect(followerBadge.slice(followerBadge.indexOf(3))).toEqual([3, 2, 0]);
+    expect((await stack.call('GET', `/v1/users/${uid}/stats`)).body).toMatchObject(leader.counts);
+  });
 });

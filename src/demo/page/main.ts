@@ -1,5 +1,5 @@
 // The demo inbox: the SDK's TabClient and the DOM, nothing else. Bundled by esbuild at build time.
-import { TabClient, type FeedEvent, type TabRole } from '../../client/index.js';
+import { TabClient, type FeedEvent, type InboxCounts, type TabRole } from '../../client/index.js';
 
 function byId<T extends HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -8,6 +8,7 @@ function byId<T extends HTMLElement>(id: string): T {
 }
 
 const ui = {
+  bell: byId<HTMLButtonElement>('bell'),
   badge: byId<HTMLSpanElement>('badge'),
   status: byId<HTMLSpanElement>('status'),
   role: byId<HTMLSpanElement>('role'),
@@ -18,8 +19,14 @@ const ui = {
   token: byId<HTMLTextAreaElement>('token'),
   inbox: byId<HTMLElement>('inbox'),
   who: byId<HTMLElement>('who'),
+  unreadCount: byId<HTMLSpanElement>('unread-count'),
   markAll: byId<HTMLButtonElement>('mark-all'),
   logout: byId<HTMLButtonElement>('logout'),
+  closed: byId<HTMLParagraphElement>('closed'),
+  panel: byId<HTMLElement>('panel'),
+  tabInbox: byId<HTMLButtonElement>('tab-inbox'),
+  tabArchived: byId<HTMLButtonElement>('tab-archived'),
+  archivedCount: byId<HTMLSpanElement>('archived-count'),
   list: byId<HTMLUListElement>('list'),
   empty: byId<HTMLParagraphElement>('empty'),
   publishForm: byId<HTMLFormElement>('publish-form'),
@@ -31,6 +38,8 @@ const ui = {
 
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/ws`;
 let client: TabClient | null = null;
+/** Which tab of the inbox shows: the inbox itself (unarchived events) or the archived ones. */
+let view: 'inbox' | 'archived' = 'inbox';
 
 async function errorText(response: Response): Promise<string> {
   try {
@@ -82,20 +91,45 @@ function renderItem(event: FeedEvent): HTMLLIElement {
   const time = document.createElement('time');
   time.dateTime = new Date(event.createTime).toISOString();
   time.textContent = new Date(event.createTime).toLocaleTimeString();
-  item.append(dot, seq, text, time);
+  const action = document.createElement('button');
+  action.type = 'button';
+  action.className = event.archived ? 'unarchive' : 'archive';
+  action.textContent = event.archived ? 'Unarchive' : 'Archive';
+  item.append(dot, seq, text, time, action);
   return item;
 }
 
 function renderList(): void {
-  const events = client?.list() ?? [];
+  const events = client?.list({ status: view === 'inbox' ? 'unarchived' : 'archived' }) ?? [];
   ui.list.replaceChildren(...events.map(renderItem));
   ui.empty.hidden = events.length > 0;
+  ui.empty.textContent =
+    view === 'inbox' ? 'No events yet. Publish one below.' : 'Nothing archived.';
+  ui.tabInbox.setAttribute('aria-selected', String(view === 'inbox'));
+  ui.tabArchived.setAttribute('aria-selected', String(view === 'archived'));
 }
 
-function renderBadge(count: number): void {
-  ui.badge.textContent = String(count);
-  ui.badge.dataset.count = String(count);
-  document.title = count > 0 ? `(${count}) MiniPush demo inbox` : 'MiniPush demo inbox';
+/** The bell's badge counts what was never seen; the toolbar and the tab the rest. */
+function renderCounts(counts: InboxCounts): void {
+  const unseen = counts.unseenCount;
+  ui.badge.textContent = String(unseen);
+  ui.badge.dataset.count = String(unseen);
+  ui.unreadCount.textContent = String(counts.unreadCount);
+  ui.archivedCount.textContent = String(counts.archivedCount);
+  document.title = unseen > 0 ? `(${unseen}) MiniPush demo inbox` : 'MiniPush demo inbox';
+}
+
+function setOpen(open: boolean): void {
+  ui.panel.hidden = !open;
+  ui.closed.hidden = open;
+  ui.bell.setAttribute('aria-expanded', String(open));
+  // Opening the inbox is what makes its events seen: the badge clears, bold stays until read.
+  if (open) client?.markAllSeen().catch((err: unknown) => console.warn('markAllSeen failed', err));
+}
+
+function showView(next: typeof view): void {
+  view = next;
+  renderList();
 }
 
 function renderRole(role: TabRole): void {
@@ -114,8 +148,9 @@ function start(options: { uid: number; token?: string }): void {
   client = tab;
   tab.on('event', renderList);
   tab.on('read', renderList);
+  tab.on('archived', renderList);
   tab.on('reset', renderList);
-  tab.on('unread', renderBadge);
+  tab.on('counts', renderCounts);
   tab.on('state', (state) => {
     ui.status.textContent = state;
     ui.status.dataset.state = state;
@@ -129,7 +164,10 @@ function start(options: { uid: number; token?: string }): void {
   ui.to.value = String(uid);
   ui.login.hidden = true;
   ui.inbox.hidden = false;
-  renderBadge(0);
+  ui.bell.hidden = false;
+  view = 'inbox';
+  setOpen(false);
+  renderCounts(tab.counts);
   renderList();
   tab.connect();
   renderRole(tab.role);
@@ -167,17 +205,32 @@ ui.logout.addEventListener('click', () => {
   client?.disconnect();
   client = null;
   ui.inbox.hidden = true;
+  ui.bell.hidden = true;
   ui.login.hidden = false;
   ui.role.textContent = '';
   ui.status.textContent = 'disconnected';
   ui.status.dataset.state = 'disconnected';
-  renderBadge(0);
+  renderCounts({ unreadCount: 0, unseenCount: 0, archivedCount: 0 });
 });
 
+ui.bell.addEventListener('click', () => setOpen(ui.panel.hidden));
+ui.tabInbox.addEventListener('click', () => showView('inbox'));
+ui.tabArchived.addEventListener('click', () => showView('archived'));
+
 ui.list.addEventListener('click', (event) => {
-  const item = (event.target as Element).closest('li');
+  const target = event.target as Element;
+  const item = target.closest('li');
   const seq = Number(item?.dataset.seq);
-  if (!client || !item || !item.classList.contains('unread')) return;
+  if (!client || !item) return;
+  const action = target.closest('button');
+  if (action) {
+    const done = action.classList.contains('unarchive')
+      ? client.unarchive([seq])
+      : client.archive([seq]);
+    done.catch((err: unknown) => console.warn(`${action.className} failed`, err));
+    return;
+  }
+  if (!item.classList.contains('unread')) return;
   client.markRead([seq]).catch((err: unknown) => console.warn('markRead failed', err));
 });
 
