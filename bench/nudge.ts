@@ -34,14 +34,17 @@ async function hubStack(
   ctx: BenchContext,
   sessions: number,
   sessionsPerUid: number,
-  hubOptions: { bin?: string; workers?: number } = {},
+  hubOptions: { bin?: string; workers?: number; projectorBin?: string } = {},
 ): Promise<HubStack> {
   const services = await ctx.services();
   const deployment = await kafkaDeployment(services, { partitions: 8 });
   const servers: ServerProcess[] = [];
   const clients = new LoadProcess('ws-clients');
   try {
-    const projector = await spawnServer(deployment.env(['projector']), { label: 'projector' });
+    const projector = await spawnServer(deployment.env(['projector']), {
+      label: 'projector',
+      ...(hubOptions.projectorBin ? { bin: hubOptions.projectorBin } : {}),
+    });
     servers.push(projector);
     const hub = await spawnServer(
       {
@@ -118,68 +121,96 @@ async function hubStack(
 
 export const nudge: Benchmark = {
   name: 'nudge',
-  description: 'publish → head nudge latency at 1,000 events/s with 10,000 live sessions',
+  description:
+    'publish → head nudge latency at 1,000 events/s with 10,000 live sessions (with --baseline, its projector first)',
   async run(ctx): Promise<Outcome> {
     const seconds = ctx.quick ? 10 : 30;
     const rate = 1000;
-    const stack = await hubStack(ctx, 10_000, 1);
-    try {
-      const window = cpuWindow(stack.pids());
-      const result = await stack.clients.ask<Record<string, number> & { type: string }>(
-        { type: 'latency', rate, seconds, settleMs: 3000, via: stack.via },
-        'latency',
-        (seconds + 60) * 1000,
-      );
-      const cpu = window.stop();
-      const sentNudges = await scrapeMetric(stack.hub.url!, 'minipush_nudges_sent_total');
-      // Where the time goes, from the processes' own histograms (means over the run).
-      const mean = async (url: string, name: string) =>
-        (await scrapeMetric(url, `${name}_sum`)) /
-        Math.max(1, await scrapeMetric(url, `${name}_count`));
-      const breakdown = {
-        projectorBatchMs:
-          1000 * (await mean(stack.projector.url!, 'minipush_projector_batch_duration_seconds')),
-        projectorBatchRecords: await mean(stack.projector.url!, 'minipush_projector_batch_records'),
-        logTimeToNudgeSentMs:
-          1000 * (await mean(stack.hub.url!, 'minipush_publish_to_nudge_seconds')),
-        projectorPhaseMs: await phaseMeans(stack.projector.url!),
-      };
-      ctx.log(`nudge breakdown: ${JSON.stringify(breakdown)}`);
-      const conditions = `kafka+mariadb, projector and hub processes, ${stack.opened.toLocaleString('en-US')} sessions (1 per user), ${rate} events/s by Kafka producer for ${seconds} s`;
-      const rows: Row[] = [
-        {
-          metric: 'publish → head p50',
-          value: result.p50!,
-          unit: 'ms',
-          ...atMost(result.p50!, 10),
-          conditions,
-        },
-        {
-          metric: 'publish → head p99',
-          value: result.p99!,
-          unit: 'ms',
-          ...atMost(result.p99!, 50),
-          conditions,
-        },
-        {
-          metric: 'publish → head p99.9',
-          value: result['p99.9']!,
-          unit: 'ms',
-          ...info(),
-          conditions,
-        },
-        {
-          metric: 'nudges received ÷ events published',
-          value: result.received! / result.sent!,
-          unit: '',
-          ...atLeast(result.received! / result.sent!, 0.999),
-          conditions: `${result.received} of ${result.sent}`,
-        },
-      ];
-      return { rows, details: { result, cpu, hubNudgesSent: sentNudges, breakdown } };
-    } finally {
-      await stack.close();
+    const variants = [
+      ...(ctx.baseline
+        ? [{ label: 'before', projectorBin: path.join(ctx.baseline, 'dist/src/bin.js') }]
+        : []),
+      { label: 'this build' },
+    ];
+    const rows: Row[] = [];
+    const details: Record<string, unknown> = {};
+    const p50s: Record<string, number> = {};
+    for (const variant of variants) {
+      const stack = await hubStack(ctx, 10_000, 1, variant);
+      try {
+        const window = cpuWindow(stack.pids());
+        const result = await stack.clients.ask<Record<string, number> & { type: string }>(
+          { type: 'latency', rate, seconds, settleMs: 3000, via: stack.via },
+          'latency',
+          (seconds + 60) * 1000,
+        );
+        const cpu = window.stop();
+        const sentNudges = await scrapeMetric(stack.hub.url!, 'minipush_nudges_sent_total');
+        // Where the time goes, from the processes' own histograms (means over the run).
+        const mean = async (url: string, name: string) =>
+          (await scrapeMetric(url, `${name}_sum`)) /
+          Math.max(1, await scrapeMetric(url, `${name}_count`));
+        const breakdown = {
+          projectorBatchMs:
+            1000 * (await mean(stack.projector.url!, 'minipush_projector_batch_duration_seconds')),
+          projectorBatchRecords: await mean(
+            stack.projector.url!,
+            'minipush_projector_batch_records',
+          ),
+          logTimeToNudgeSentMs:
+            1000 * (await mean(stack.hub.url!, 'minipush_publish_to_nudge_seconds')),
+          projectorPhaseMs: await phaseMeans(stack.projector.url!),
+        };
+        ctx.log(`nudge ${variant.label} breakdown: ${JSON.stringify(breakdown)}`);
+        const projector = variant.projectorBin ? `projector of ${ctx.baseline}` : 'this build';
+        const conditions = `${projector}; kafka+mariadb, projector and hub processes, ${stack.opened.toLocaleString('en-US')} sessions (1 per user), ${rate} events/s by Kafka producer for ${seconds} s; projector CPU ${cpu.processes['minipush(projector)'] ?? '?'} %`;
+        const label = variant.label === 'this build' ? '' : ` (${variant.label})`;
+        p50s[variant.label] = result.p50!;
+        rows.push(
+          {
+            metric: `publish → head p50${label}`,
+            value: result.p50!,
+            unit: 'ms',
+            ...(label ? info() : atMost(result.p50!, 5)),
+            conditions,
+          },
+          {
+            metric: `publish → head p99${label}`,
+            value: result.p99!,
+            unit: 'ms',
+            ...(label ? info() : atMost(result.p99!, 25)),
+            conditions,
+          },
+          {
+            metric: `publish → head p99.9${label}`,
+            value: result['p99.9']!,
+            unit: 'ms',
+            ...info(),
+            conditions,
+          },
+          {
+            metric: `nudges received ÷ events published${label}`,
+            value: result.received! / result.sent!,
+            unit: '',
+            ...atLeast(result.received! / result.sent!, 0.999),
+            conditions: `${result.received} of ${result.sent}`,
+          },
+        );
+        details[variant.label] = { result, cpu, hubNudgesSent: sentNudges, breakdown };
+      } finally {
+        await stack.close();
+      }
     }
+    if (p50s.before !== undefined) {
+      rows.push({
+        metric: 'publish → head p50, before ÷ this build',
+        value: p50s.before / p50s['this build']!,
+        unit: '×',
+        ...info(),
+        conditions: 'one run, the same load, each variant on a fresh stack',
+      });
+    }
+    return { rows, details };
   },
 };
 

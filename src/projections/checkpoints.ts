@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { Fence } from './statements.js';
 import { typed } from '../store/database.js';
 
 /**
@@ -74,37 +75,51 @@ export interface CheckpointMove {
 }
 
 /**
- * Moves the checkpoint inside the slice's transaction. It must be the transaction's first
- * statement: the compare-and-set locks the partition's row until the commit, so a stale
- * projector (a rebalance overlapped) changes no row and gets {@link FencedError}.
+ * The statements that move the checkpoint inside the slice's transaction. The compare-and-set
+ * must be the transaction's first statement (see {@link runFenced}): it locks the partition's row
+ * until the commit, so a stale projector (a rebalance overlapped) changes no row and gets
+ * {@link FencedError}.
  */
-export async function moveCheckpoint(trx: Knex.Transaction, move: CheckpointMove): Promise<void> {
+export function checkpointStatements(
+  db: Knex,
+  trx: Knex.Transaction,
+  move: CheckpointMove,
+): { fence: Fence; statements: Knex.QueryBuilder[] } {
   const { topic, partition } = move;
-  const updated = await trx('projector_offsets')
-    .where({ topic, log_partition: partition, next_offset: move.expectedNext })
-    .update({
-      next_offset: move.nextOffset,
-      notified_offset: move.notifiedOffset,
-      updated_at: move.now,
-    });
-  if (updated !== 1) {
-    throw new FencedError(
-      `partition ${partition} moved past offset ${move.expectedNext}: another projector owns it`,
+  const fence: Fence = {
+    statement: trx('projector_offsets')
+      .where({ topic, log_partition: partition, next_offset: move.expectedNext })
+      .update({
+        next_offset: move.nextOffset,
+        notified_offset: move.notifiedOffset,
+        updated_at: move.now,
+      }),
+    moved: async () => {
+      // A plain read of the committed row: it does not wait for the slice's own lock.
+      const row = await typed<{ next_offset: number | string } | undefined>(
+        db('projector_offsets').where({ topic, log_partition: partition }).first('next_offset'),
+      );
+      return Number(row?.next_offset) !== move.expectedNext;
+    },
+    message: `partition ${partition} moved past offset ${move.expectedNext}: another projector owns it`,
+  };
+  const statements: Knex.QueryBuilder[] = [];
+  if (move.forwardMarks.size > 0) {
+    statements.push(
+      trx('projector_forwards')
+        .insert(
+          [...move.forwardMarks].map(([source, offset]) => ({
+            topic,
+            log_partition: partition,
+            source_partition: source,
+            source_offset: offset,
+          })),
+        )
+        .onConflict(['topic', 'log_partition', 'source_partition'])
+        .merge(['source_offset']),
     );
   }
-  if (move.forwardMarks.size > 0) {
-    await trx('projector_forwards')
-      .insert(
-        [...move.forwardMarks].map(([source, offset]) => ({
-          topic,
-          log_partition: partition,
-          source_partition: source,
-          source_offset: offset,
-        })),
-      )
-      .onConflict(['topic', 'log_partition', 'source_partition'])
-      .merge(['source_offset']);
-  }
+  return { fence, statements };
 }
 
 /**

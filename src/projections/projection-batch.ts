@@ -308,21 +308,28 @@ export class ProjectionBatch {
     return state.headChanged || state.stateChanged || state.floorChanged;
   }
 
-  /** Writes every change of the batch; call inside the offset-fenced transaction. */
-  async write(trx: Knex.Transaction, topic: string): Promise<void> {
+  /**
+   * The statements that write every change of the batch, in order, not yet run: the caller runs
+   * them in the offset-fenced transaction (src/projections/statements.ts), on MySQL in one round
+   * trip.
+   */
+  statements(trx: Knex.Transaction, topic: string): Knex.QueryBuilder[] {
+    const out: Knex.QueryBuilder[] = [];
     const mysql = dialectOf(this.db) === 'mysql';
     // Only this partition writes its copies, once: a plain insert, no lock on anyone's row.
     const created = [...this.newEvents].map((id) => this.events.get(id)!);
     for (const part of chunks(created)) {
-      await trx('events').insert(
-        part.map((e) => ({
-          event_id: e.eventId,
-          log_partition: this.partition,
-          body: e.body,
-          create_time: e.createTime,
-          sender: e.sender,
-          ts: e.ts,
-        })),
+      out.push(
+        trx('events').insert(
+          part.map((e) => ({
+            event_id: e.eventId,
+            log_partition: this.partition,
+            body: e.body,
+            create_time: e.createTime,
+            sender: e.sender,
+            ts: e.ts,
+          })),
+        ),
       );
     }
     // Each expired delivery by its primary key (feeds are gap-free from the floor): a range
@@ -339,18 +346,22 @@ export class ProjectionBatch {
         if (seqs) seqs.push(seq);
         else bySeqs.set(uid, [seq]);
       }
-      await trx('user_events')
-        .where((where) => {
-          for (const [uid, seqs] of bySeqs)
-            void where.orWhere((one) => {
-              void one.where('uid', uid).whereIn('seq', seqs);
-            });
-        })
-        .delete();
+      out.push(
+        trx('user_events')
+          .where((where) => {
+            for (const [uid, seqs] of bySeqs)
+              void where.orWhere((one) => {
+                void one.where('uid', uid).whereIn('seq', seqs);
+              });
+          })
+          .delete(),
+      );
     }
     for (const part of chunks(this.deliveries)) {
-      await trx('user_events').insert(
-        part.map((d) => ({ uid: d.uid, seq: d.seq, event_id: d.eventId, ts: d.ts })),
+      out.push(
+        trx('user_events').insert(
+          part.map((d) => ({ uid: d.uid, seq: d.seq, event_id: d.eventId, ts: d.ts })),
+        ),
       );
     }
     // One upsert for every changed user, in ascending uid order, so concurrent partitions lock
@@ -394,56 +405,63 @@ export class ProjectionBatch {
           read_version: trx.raw('excluded.read_version'),
         };
     for (const part of chunks(changed, 200)) {
-      await trx('user_states')
-        .insert(
-          part.map((s) => {
-            const withBitmaps = s.stateChanged || s.floorChanged || !s.exists;
-            const row: Record<string, unknown> = {
-              uid: s.uid,
-              log_partition: this.partition,
-              head_seq: s.headSeq,
-              floor_seq: s.floorSeq,
-              last_ts: s.lastTs,
-            };
-            for (const name of INBOX_STATES) {
-              row[`${name}_bitmap`] = withBitmaps ? this.storedForm(s, name) : null;
-            }
-            row.read_version = s.readVersion;
-            return row;
-          }),
-        )
-        .onConflict('uid')
-        .merge(merge);
+      out.push(
+        trx('user_states')
+          .insert(
+            part.map((s) => {
+              const withBitmaps = s.stateChanged || s.floorChanged || !s.exists;
+              const row: Record<string, unknown> = {
+                uid: s.uid,
+                log_partition: this.partition,
+                head_seq: s.headSeq,
+                floor_seq: s.floorSeq,
+                last_ts: s.lastTs,
+              };
+              for (const name of INBOX_STATES) {
+                row[`${name}_bitmap`] = withBitmaps ? this.storedForm(s, name) : null;
+              }
+              row.read_version = s.readVersion;
+              return row;
+            }),
+          )
+          .onConflict('uid')
+          .merge(merge),
+      );
     }
     for (const part of chunks(this.results)) {
-      await trx('command_results')
-        .insert(
-          part.map((r) => ({
-            topic,
-            log_partition: r.partition,
-            log_offset: r.offset,
-            changed: r.changed,
-            created_at: r.logTime,
-          })),
-        )
-        .onConflict(['topic', 'log_partition', 'log_offset'])
-        .ignore();
+      out.push(
+        trx('command_results')
+          .insert(
+            part.map((r) => ({
+              topic,
+              log_partition: r.partition,
+              log_offset: r.offset,
+              changed: r.changed,
+              created_at: r.logTime,
+            })),
+          )
+          .onConflict(['topic', 'log_partition', 'log_offset'])
+          .ignore(),
+      );
     }
     for (const part of chunks(this.conflicts)) {
-      await trx('publish_conflicts')
-        .insert(
-          part.map((c) => ({
-            topic,
-            log_partition: c.record.partition,
-            log_offset: c.record.offset,
-            event_id: c.eventId,
-            reason: c.reason,
-            created_at: c.record.timestamp,
-          })),
-        )
-        .onConflict(['topic', 'log_partition', 'log_offset'])
-        .ignore();
+      out.push(
+        trx('publish_conflicts')
+          .insert(
+            part.map((c) => ({
+              topic,
+              log_partition: c.record.partition,
+              log_offset: c.record.offset,
+              event_id: c.eventId,
+              reason: c.reason,
+              created_at: c.record.timestamp,
+            })),
+          )
+          .onConflict(['topic', 'log_partition', 'log_offset'])
+          .ignore(),
+      );
     }
+    return out;
   }
 
   /** The conflicts as dead letters for the producer, who learns nothing else of them. */

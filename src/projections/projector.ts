@@ -16,13 +16,14 @@ import {
   checkPartitionCount,
   confirmNotified,
   loadCheckpoint,
-  moveCheckpoint,
+  checkpointStatements,
   readEpoch,
   type Checkpoint,
 } from './checkpoints.js';
 import { expiryProjection } from './expiry.js';
 import { ProjectionBatch, currentHeads } from './projection-batch.js';
 import { readStatesProjection } from './read-states.js';
+import { runFenced } from './statements.js';
 import { localUids, routeRecords, type LocalCommand } from './routing.js';
 import { userFeedProjection } from './user-feed.js';
 
@@ -418,7 +419,7 @@ export class Projector {
         await control.heartbeat();
         at = performance.now();
         await this.options.db.transaction(async (trx) => {
-          await moveCheckpoint(trx, {
+          const checkpoint = checkpointStatements(this.options.db, trx, {
             topic: this.options.log.topic,
             partition,
             expectedNext: state.nextOffset,
@@ -427,7 +428,10 @@ export class Projector {
             forwardMarks,
             now: this.now(),
           });
-          await projection.write(trx, this.options.log.topic);
+          await runFenced(trx, checkpoint.fence, [
+            ...checkpoint.statements,
+            ...projection.statements(trx, this.options.log.topic),
+          ]);
         });
         phases.write += performance.now() - at;
         return { projection, deliveries, readCommands, forwardMarks };

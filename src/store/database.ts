@@ -32,6 +32,10 @@ export function openDatabase(options: DatabaseOptions): Knex {
         bigNumberStrings: false,
         dateStrings: true,
         charset: 'utf8mb4',
+        // A projector slice's statements go in one round trip (projections/statements.ts).
+        // Every statement is built with bound values, never by pasting input into SQL, which
+        // is what would make stacked statements a risk.
+        multipleStatements: true,
       } as Knex.MySql2ConnectionConfig,
       pool: {
         min: 0,

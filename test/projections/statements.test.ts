@@ -1,0 +1,131 @@
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkpointStatements, FencedError } from '../../src/projections/checkpoints.js';
+import { runFenced } from '../../src/projections/statements.js';
+import { migrateLatest, openDatabase, typed, type Database } from '../../src/store/database.js';
+import { createTestDatabase, tempDir } from '../helpers/services.js';
+
+const TOPIC = 'statements.commands';
+
+describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => {
+  let db: Database;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    if (kind === 'mariadb') {
+      const created = await createTestDatabase();
+      db = openDatabase({ mysqlUrl: created.url, dataDir: '' });
+      cleanup = created.drop;
+    } else {
+      const dir = tempDir();
+      db = openDatabase({ mysqlUrl: '', dataDir: dir });
+      cleanup = () => Promise.resolve(fs.rmSync(dir, { recursive: true, force: true }));
+    }
+    await migrateLatest(db);
+    await db('projector_offsets').insert(
+      [0, 1, 2].map((p) => ({
+        topic: TOPIC,
+        log_partition: p,
+        next_offset: 10,
+        notified_offset: 10,
+        updated_at: 0,
+      })),
+    );
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    await cleanup?.();
+  });
+
+  /** One slice of `partition` that believes the partition stands at `expectedNext`. */
+  function slice(partition: number, expectedNext: number, uid: number, seq: number) {
+    return db.transaction(async (trx) => {
+      const { fence, statements } = checkpointStatements(db, trx, {
+        topic: TOPIC,
+        partition,
+        expectedNext,
+        nextOffset: expectedNext + 1,
+        notifiedOffset: expectedNext,
+        forwardMarks: new Map([[2, 7]]),
+        now: 1,
+      });
+      await runFenced(trx, fence, [
+        ...statements,
+        trx('user_events').insert({ uid, seq, event_id: `e-${uid}-${seq}`, ts: 1 }),
+        trx('user_states')
+          .insert({ uid, log_partition: partition, head_seq: seq, floor_seq: 1, last_ts: 1 })
+          .onConflict('uid')
+          .merge(['head_seq']),
+      ]);
+    });
+  }
+
+  const offset = async (partition: number) =>
+    Number(
+      (
+        await typed<{ next_offset: number | string }>(
+          db('projector_offsets')
+            .where({ topic: TOPIC, log_partition: partition })
+            .first('next_offset'),
+        )
+      ).next_offset,
+    );
+  const feed = async (uid: number) =>
+    (
+      await typed<Array<{ seq: number }>>(
+        db('user_events').where({ uid }).orderBy('seq').select('seq'),
+      )
+    ).map((row) => row.seq);
+
+  it('should commit every statement when the fence holds', async () => {
+    await slice(0, 10, 100, 1);
+    expect(await offset(0)).toBe(11);
+    expect(await feed(100)).toEqual([1]);
+    const forwards = await typed<Array<{ source_offset: number | string }>>(
+      db('projector_forwards').where({ topic: TOPIC, log_partition: 0 }).select('source_offset'),
+    );
+    expect(forwards.map((row) => Number(row.source_offset))).toEqual([7]);
+  });
+
+  it('should write nothing and say fenced when the partition moved on', async () => {
+    // Given a projector that still thinks partition 0 stands at 10 (it moved to 11)
+    await expect(slice(0, 10, 101, 1)).rejects.toBeInstanceOf(FencedError);
+    // Then none of its statements stayed
+    expect(await offset(0)).toBe(11);
+    expect(await feed(101)).toEqual([]);
+  });
+
+  it('should say fenced, not the duplicate, when a stale slice runs into the new owner’s rows', async () => {
+    // Given the new owner of partition 1 wrote seq 1 of uid 102 and moved the offset
+    await slice(1, 10, 102, 1);
+    // When a stale projector of partition 1 writes the same seq (it would collide)
+    const stale = slice(1, 10, 102, 1);
+    // Then it is fenced, and what the owner wrote stands
+    await expect(stale).rejects.toBeInstanceOf(FencedError);
+    expect(await offset(1)).toBe(11);
+    expect(await feed(102)).toEqual([1]);
+  });
+
+  it('should still report a failure that is not a fence as it is', async () => {
+    // Given the fence holds (partition 2 stands at 10) but a statement breaks a key
+    await slice(1, 11, 103, 1);
+    const failing = db.transaction(async (trx) => {
+      const { fence } = checkpointStatements(db, trx, {
+        topic: TOPIC,
+        partition: 2,
+        expectedNext: 10,
+        nextOffset: 11,
+        notifiedOffset: 10,
+        forwardMarks: new Map(),
+        now: 1,
+      });
+      await runFenced(trx, fence, [
+        trx('user_events').insert({ uid: 103, seq: 1, event_id: 'other', ts: 1 }),
+      ]);
+    });
+    // Then the error is the store's, and the rollback kept the offset
+    await expect(failing).rejects.not.toBeInstanceOf(FencedError);
+    expect(await offset(2)).toBe(10);
+  });
+});
