@@ -282,6 +282,16 @@ describe.each<Backend>(['kafka+mysql', 'embedded'])('REST API on %s', (backend) 
         'MINIPUSH_INVALID_SEQ',
         /after must be integer/,
       ],
+      // Whitespace is not 0, though Ajv's coercion would make it so.
+      [
+        'GET',
+        '/v1/users/1/read-states?upTo=%09',
+        undefined,
+        400,
+        'MINIPUSH_INVALID_SEQ',
+        /upTo must be integer/,
+      ],
+      ['GET', '/v1/users/%20/stats', undefined, 400, 'MINIPUSH_INVALID_UID', /uid must be integer/],
       [
         'GET',
         '/v1/users/1/events?limit=501',

@@ -5,6 +5,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyRequest,
+  type FastifySchemaValidationError,
   type RawServerDefault,
 } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -118,6 +119,46 @@ function mediaTypeOf(request: FastifyRequest): string {
   return type ? ` (not ${type})` : '';
 }
 
+type Validator = ((data: unknown) => boolean) & {
+  errors?: FastifySchemaValidationError[] | null;
+};
+
+/**
+ * Ajv's coercion makes a blank or whitespace string 0 (`"\t" == 0`): an integer in a path or
+ * query string must be written as digits, or it is refused as its schema's type would refuse it.
+ */
+function digitsOnly(schema: unknown, validate: Validator): Validator {
+  const properties = (schema as { properties?: Record<string, SchemaNode> }).properties ?? {};
+  const integers = Object.entries(properties).filter(
+    ([, property]) => property?.type === 'integer',
+  );
+  if (integers.length === 0) return validate;
+  const checked: Validator = (data) => {
+    const values = (data ?? {}) as Record<string, unknown>;
+    for (const [name, property] of integers) {
+      const value = values[name];
+      const texts = Array.isArray(value) ? (value as unknown[]) : [value];
+      if (texts.some((text) => typeof text === 'string' && !/^-?\d+$/.test(text))) {
+        checked.errors = [
+          {
+            keyword: 'type',
+            instancePath: `/${name}`,
+            schemaPath: `#/properties/${name}/type`,
+            params: { type: 'integer' },
+            message: 'must be integer',
+            parentSchema: property,
+          } as FastifySchemaValidationError,
+        ];
+        return false;
+      }
+    }
+    const valid = validate(data);
+    checked.errors = validate.errors;
+    return valid;
+  };
+  return checked;
+}
+
 /** Maps any error to `{ error: { code, message } }` with the right status. */
 function toClientError(error: FastifyError | Error, request: FastifyRequest): MiniPushError {
   if (error instanceof MiniPushError) return error;
@@ -188,9 +229,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<HttpApp> {
     removeAdditional: false,
     strict: false,
   });
-  app.setValidatorCompiler(({ schema, httpPart }) =>
-    (httpPart === 'body' ? bodyAjv : queryAjv).compile(schema),
-  );
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    const validate = (httpPart === 'body' ? bodyAjv : queryAjv).compile(schema);
+    return httpPart === 'body' ? validate : digitsOnly(schema, validate);
+  });
 
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
