@@ -5,6 +5,7 @@ import path from 'node:path';
 import knexFactory from 'knex';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
+import { openDatabase, type Database } from '../../src/store/database.js';
 import { dropKafkaPrefix } from '../../scripts/harness/services.js';
 
 export { freePort } from '../../scripts/harness/services.js';
@@ -47,6 +48,21 @@ export async function createTestDatabase(): Promise<{
         await again.destroy();
       }
     },
+  };
+}
+
+/** An empty store of its own: a fresh MariaDB database or a SQLite file in a temp folder. */
+export async function openTestStore(
+  kind: 'mariadb' | 'sqlite',
+): Promise<{ db: Database; cleanup: () => Promise<void> }> {
+  if (kind === 'mariadb') {
+    const created = await createTestDatabase();
+    return { db: openDatabase({ mysqlUrl: created.url, dataDir: '' }), cleanup: created.drop };
+  }
+  const dir = tempDir();
+  return {
+    db: openDatabase({ mysqlUrl: '', dataDir: dir }),
+    cleanup: () => Promise.resolve(fs.rmSync(dir, { recursive: true, force: true })),
   };
 }
 

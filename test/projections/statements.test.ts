@@ -1,9 +1,8 @@
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkpointStatements, FencedError } from '../../src/projections/checkpoints.js';
 import { runFenced } from '../../src/projections/statements.js';
-import { migrateLatest, openDatabase, typed, type Database } from '../../src/store/database.js';
-import { createTestDatabase, tempDir } from '../helpers/services.js';
+import { migrateLatest, typed, type Database } from '../../src/store/database.js';
+import { openTestStore } from '../helpers/services.js';
 
 const TOPIC = 'statements.commands';
 
@@ -12,15 +11,7 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    if (kind === 'mariadb') {
-      const created = await createTestDatabase();
-      db = openDatabase({ mysqlUrl: created.url, dataDir: '' });
-      cleanup = created.drop;
-    } else {
-      const dir = tempDir();
-      db = openDatabase({ mysqlUrl: '', dataDir: dir });
-      cleanup = () => Promise.resolve(fs.rmSync(dir, { recursive: true, force: true }));
-    }
+    ({ db, cleanup } = await openTestStore(kind));
     await migrateLatest(db);
     await db('projector_offsets').insert(
       [0, 1, 2].map((p) => ({

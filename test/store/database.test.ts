@@ -1,14 +1,8 @@
-import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  migrateDown,
-  migrateLatest,
-  openDatabase,
-  type Database,
-} from '../../src/store/database.js';
+import { migrateDown, migrateLatest, type Database } from '../../src/store/database.js';
 import { migrationSource } from '../../migrations/index.js';
 import { partitionOfUid } from '../../src/domain/partitioner.js';
-import { createTestDatabase, tempDir } from '../helpers/services.js';
+import { openTestStore } from '../helpers/services.js';
 import { typed } from '../../src/store/database.js';
 
 const TABLES = [
@@ -52,15 +46,7 @@ describe.each(['mariadb', 'sqlite'] as const)('migrations on %s', (kind) => {
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    if (kind === 'mariadb') {
-      const created = await createTestDatabase();
-      db = openDatabase({ mysqlUrl: created.url, dataDir: '' });
-      cleanup = created.drop;
-    } else {
-      const dir = tempDir();
-      db = openDatabase({ mysqlUrl: '', dataDir: dir });
-      cleanup = () => Promise.resolve(fs.rmSync(dir, { recursive: true, force: true }));
-    }
+    ({ db, cleanup } = await openTestStore(kind));
   });
 
   afterAll(async () => {
