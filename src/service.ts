@@ -13,8 +13,7 @@ import {
   parsePositions,
   type AroundAppend,
 } from './commands/command-writer.js';
-import { decideMarkRead } from './commands/mark-read.js';
-import { decideMarkReadUpTo } from './commands/mark-read-up-to.js';
+import { decideMarkReadTarget } from './commands/mark-read.js';
 import { decideMarkUnread } from './commands/mark-unread.js';
 import { decideMarkSeen } from './commands/mark-seen.js';
 import { decideArchive } from './commands/archive.js';
@@ -288,20 +287,7 @@ export class MiniPushService {
     input: { seqs?: unknown; upTo?: unknown },
     options: { wait?: boolean } = {},
   ): Promise<MarkResult> {
-    const user = checkUid(uid);
-    authorizeUid(principal, user);
-    const hasSeqs = input.seqs !== undefined && input.seqs !== null;
-    const hasUpTo = input.upTo !== undefined && input.upTo !== null;
-    if (hasSeqs === hasUpTo) {
-      throw new BadRequestError(
-        'seqs',
-        'give either seqs (a list) or upTo (a seq), not both or neither',
-      );
-    }
-    const command = hasSeqs
-      ? decideMarkRead(user, input.seqs, this.deps.settings)
-      : decideMarkReadUpTo(user, input.upTo);
-    return this.mark(command, options);
+    return this.stateMark(principal, uid, input, options, decideMarkReadTarget);
   }
 
   async markUnread(

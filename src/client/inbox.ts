@@ -1,6 +1,6 @@
 import { ConnectionState } from './codes.js';
 import { Emitter } from './emitter.js';
-import type { FeedEvent, HeadState } from './protocol.js';
+import type { FeedEvent, HeadState, InboxStateName, StatusFilter } from './protocol.js';
 
 /** Why the client disconnected, and whether it will try again. */
 export interface DisconnectInfo {
@@ -12,13 +12,13 @@ export interface DisconnectInfo {
 }
 
 /** The per-event flags besides the payload: each is one of the user's state bitmaps. */
-export type EventFlag = 'read' | 'seen' | 'archived';
+export type EventFlag = InboxStateName;
 
 /**
  * Which events `list()` gives, as the server's `status` filter: `all` (the default of `list`),
  * `unarchived` (the inbox), `unread` and `unseen` (both leave archived events out), `archived`.
  */
-export type FeedStatus = 'all' | 'unarchived' | 'unread' | 'unseen' | 'archived';
+export type FeedStatus = StatusFilter;
 
 /** What `list()` returns. */
 export interface ListFilter {

@@ -10,8 +10,10 @@ export type {
   FeedPage,
   HeadState,
   HelloMessage,
+  InboxStateName,
   ReadBlock,
   RequestType,
+  StatusFilter,
 } from '../protocol/websocket.js';
 export { SUBPROTOCOL } from '../protocol/websocket.js';
 

@@ -29,30 +29,9 @@ export interface PublishCommand {
   readonly from?: number;
 }
 
-export interface MarkReadCommand {
-  readonly v: 1;
-  readonly type: 'markRead';
-  readonly uid: number;
-  readonly seqs: readonly number[];
-}
-
-export interface MarkReadUpToCommand {
-  readonly v: 1;
-  readonly type: 'markReadUpTo';
-  readonly uid: number;
-  readonly upTo: number;
-}
-
-export interface MarkUnreadCommand {
-  readonly v: 1;
-  readonly type: 'markUnread';
-  readonly uid: number;
-  readonly seqs: readonly number[];
-}
-
 /**
- * Seen, archived and unarchived marks: like the read marks, a list of seqs or every stored seq
- * up to one. Mark read implies seen; archived is independent of both.
+ * State marks: a list of seqs, or every stored seq up to one. Mark read implies seen; archived
+ * is independent of both.
  */
 export interface MarkSeqsCommand<T extends StateSeqsCommandType> {
   readonly v: 1;
@@ -68,10 +47,24 @@ export interface MarkUpToCommand<T extends StateUpToCommandType> {
   readonly upTo: number;
 }
 
-export const STATE_SEQS_COMMAND_TYPES = ['markSeen', 'archive', 'unarchive'] as const;
-export const STATE_UP_TO_COMMAND_TYPES = ['markSeenUpTo', 'archiveUpTo', 'unarchiveUpTo'] as const;
+export const STATE_SEQS_COMMAND_TYPES = [
+  'markRead',
+  'markUnread',
+  'markSeen',
+  'archive',
+  'unarchive',
+] as const;
+export const STATE_UP_TO_COMMAND_TYPES = [
+  'markReadUpTo',
+  'markSeenUpTo',
+  'archiveUpTo',
+  'unarchiveUpTo',
+] as const;
 export type StateSeqsCommandType = (typeof STATE_SEQS_COMMAND_TYPES)[number];
 export type StateUpToCommandType = (typeof STATE_UP_TO_COMMAND_TYPES)[number];
+export type MarkReadCommand = MarkSeqsCommand<'markRead'>;
+export type MarkReadUpToCommand = MarkUpToCommand<'markReadUpTo'>;
+export type MarkUnreadCommand = MarkSeqsCommand<'markUnread'>;
 export type MarkSeenCommand = MarkSeqsCommand<'markSeen'>;
 export type MarkSeenUpToCommand = MarkUpToCommand<'markSeenUpTo'>;
 export type ArchiveCommand = MarkSeqsCommand<'archive'>;

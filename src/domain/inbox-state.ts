@@ -36,9 +36,17 @@ export function encodeInboxBitmap(name: InboxStateName, bitmaps: InboxBitmaps): 
   return bitmap.isEmpty ? null : encodeBitmap(bitmap);
 }
 
-/** The states a client is told about; each bitmap names the set of seqs in that state. */
+/**
+ * The states and the filters, as the server names them. The wire protocol lists the same for
+ * the client (src/protocol/websocket.ts may not import the domain, nor the domain the
+ * protocol); test/domain/inbox-state.test.ts holds the two lists equal.
+ */
 export const INBOX_STATES = ['read', 'seen', 'archived'] as const;
 export type InboxStateName = (typeof INBOX_STATES)[number];
+
+/** Which events a diff or range fetch answers with. */
+export const STATUS_FILTERS = ['unarchived', 'all', 'unread', 'unseen', 'archived'] as const;
+export type StatusFilter = (typeof STATUS_FILTERS)[number];
 
 /**
  * Counts over the stored seqs. Unread and unseen count the default view, so an archived event
@@ -50,9 +58,6 @@ export interface InboxCounts {
   readonly archivedCount: number;
 }
 
-/** Which events a diff or range fetch answers with. */
-export const STATUS_FILTERS = ['unarchived', 'all', 'unread', 'unseen', 'archived'] as const;
-export type StatusFilter = (typeof STATUS_FILTERS)[number];
 /** The inbox's default view: everything not archived. */
 export const DEFAULT_STATUS: StatusFilter = 'unarchived';
 

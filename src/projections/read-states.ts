@@ -1,11 +1,8 @@
-import { COMMAND_TYPES, type StateCommand } from '../commands/command-record.js';
+import type { StateCommand } from '../commands/command-record.js';
+import type { InboxStateName } from '../domain/inbox-state.js';
 import type { ReadBitmap } from '../domain/read-bitmap.js';
 import type { LogRecord } from '../log/log.js';
 import type { ProjectionBatch } from './projection-batch.js';
-
-const STATE_COMMANDS: ReadonlySet<string> = new Set(
-  COMMAND_TYPES.filter((type) => type !== 'publish' && type !== 'expire'),
-);
 
 /** Stored seqs [lo, hi] a change may touch. */
 interface Stored {
@@ -41,6 +38,29 @@ function removeUpTo(bitmap: ReadBitmap, upTo: number, { lo, hi }: Stored): numbe
   return before;
 }
 
+/** What each state command does: which state, added or removed, and whether seen follows. */
+const MARKS: Readonly<
+  Record<StateCommand['type'], { state: InboxStateName; add: boolean; seenToo?: boolean }>
+> = {
+  markRead: { state: 'read', add: true, seenToo: true },
+  markReadUpTo: { state: 'read', add: true, seenToo: true },
+  markUnread: { state: 'read', add: false },
+  markSeen: { state: 'seen', add: true },
+  markSeenUpTo: { state: 'seen', add: true },
+  archive: { state: 'archived', add: true },
+  archiveUpTo: { state: 'archived', add: true },
+  unarchive: { state: 'archived', add: false },
+  unarchiveUpTo: { state: 'archived', add: false },
+};
+
+/** Applies one mark to a bitmap; the number of seqs whose state flipped. */
+function flip(bitmap: ReadBitmap, command: StateCommand, add: boolean, stored: Stored): number {
+  if ('upTo' in command) {
+    return add ? addUpTo(bitmap, command.upTo, stored) : removeUpTo(bitmap, command.upTo, stored);
+  }
+  return add ? addSeqs(bitmap, command.seqs, stored) : removeSeqs(bitmap, command.seqs, stored);
+}
+
 /**
  * Applies read, seen and archived marks to the user's roaring bitmaps. Only stored seqs
  * [floorSeq, headSeq] change; mark read also marks seen. Each command's result is the number of
@@ -51,50 +71,18 @@ export const readStatesProjection = {
   name: 'read-states',
 
   canHandle(command: { type: string }): command is StateCommand {
-    return STATE_COMMANDS.has(command.type);
+    return Object.hasOwn(MARKS, command.type);
   },
 
   apply(batch: ProjectionBatch, command: StateCommand, record: LogRecord): number {
     const user = batch.user(command.uid);
     const stored: Stored = { lo: user.floorSeq, hi: user.headSeq };
+    const mark = MARKS[command.type];
     let changed = 0;
     let seenFlipped = 0;
     if (stored.hi >= stored.lo) {
-      switch (command.type) {
-        case 'markRead':
-          changed = addSeqs(batch.bitmapOf(user, 'read'), command.seqs, stored);
-          seenFlipped = addSeqs(batch.bitmapOf(user, 'seen'), command.seqs, stored);
-          break;
-        case 'markReadUpTo':
-          changed = addUpTo(batch.bitmapOf(user, 'read'), command.upTo, stored);
-          seenFlipped = addUpTo(batch.bitmapOf(user, 'seen'), command.upTo, stored);
-          break;
-        case 'markUnread':
-          changed = removeSeqs(batch.bitmapOf(user, 'read'), command.seqs, stored);
-          break;
-        case 'markSeen':
-          changed = addSeqs(batch.bitmapOf(user, 'seen'), command.seqs, stored);
-          break;
-        case 'markSeenUpTo':
-          changed = addUpTo(batch.bitmapOf(user, 'seen'), command.upTo, stored);
-          break;
-        case 'archive':
-          changed = addSeqs(batch.bitmapOf(user, 'archived'), command.seqs, stored);
-          break;
-        case 'archiveUpTo':
-          changed = addUpTo(batch.bitmapOf(user, 'archived'), command.upTo, stored);
-          break;
-        case 'unarchive':
-          changed = removeSeqs(batch.bitmapOf(user, 'archived'), command.seqs, stored);
-          break;
-        case 'unarchiveUpTo':
-          changed = removeUpTo(batch.bitmapOf(user, 'archived'), command.upTo, stored);
-          break;
-        default: {
-          const unreachable: never = command;
-          throw new Error(`unhandled state command ${JSON.stringify(unreachable)}`);
-        }
-      }
+      changed = flip(batch.bitmapOf(user, mark.state), command, mark.add, stored);
+      if (mark.seenToo) seenFlipped = flip(batch.bitmapOf(user, 'seen'), command, true, stored);
     }
     if (changed > 0 || seenFlipped > 0) {
       user.readVersion += 1;

@@ -54,6 +54,17 @@ export const REQUEST_TYPES = [
 ] as const;
 export type RequestType = (typeof REQUEST_TYPES)[number];
 
+/** The per-event states besides existence: each a set of seqs the server keeps. */
+export const INBOX_STATES = ['read', 'seen', 'archived'] as const;
+export type InboxStateName = (typeof INBOX_STATES)[number];
+
+/**
+ * Which events a diff or fetch answers with: `unarchived` (the default view), `all`, `unread`
+ * and `unseen` (both leave archived events out), `archived`.
+ */
+export const STATUS_FILTERS = ['unarchived', 'all', 'unread', 'unseen', 'archived'] as const;
+export type StatusFilter = (typeof STATUS_FILTERS)[number];
+
 /** A client's request id: a string of 1 to 64 characters or a safe integer. */
 export type ReqId = string | number;
 

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { inboxCounts, selectSeqs, type InboxBitmaps } from '../../src/domain/inbox-state.js';
+import {
+  INBOX_STATES,
+  STATUS_FILTERS,
+  inboxCounts,
+  selectSeqs,
+  type InboxBitmaps,
+} from '../../src/domain/inbox-state.js';
+import * as protocol from '../../src/protocol/websocket.js';
 import { BitmapClass } from '../../src/domain/read-bitmap.js';
 
 const bitmaps = (read: number[], seen: number[], archived: number[]): InboxBitmaps => ({
@@ -25,6 +32,11 @@ function naive(b: InboxBitmaps, filter: string, lo: number, hi: number): number[
 }
 
 describe('inbox states', () => {
+  it('should name the same states and filters as the wire protocol the client reads', () => {
+    expect(protocol.INBOX_STATES).toEqual(INBOX_STATES);
+    expect(protocol.STATUS_FILTERS).toEqual(STATUS_FILTERS);
+  });
+
   it('should count over the stored seqs only, leaving archived events out of unread and unseen', () => {
     // Given seqs 1–10 stored from floor 3: read 1–5, seen 1–6, archived 5 and 9
     const b = bitmaps([1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6], [5, 9]);
