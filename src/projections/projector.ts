@@ -12,6 +12,7 @@ import type {
 } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { withRetry } from '../retry.js';
+import { CommitGroup } from '../store/commit-group.js';
 import {
   checkPartitionCount,
   confirmNotified,
@@ -163,9 +164,12 @@ export class Projector {
   private readonly confirms = new Map<number, { timer: NodeJS.Timeout; offset: number }>();
   private readonly now: () => number;
   private readonly log: Logger;
+  /** On SQLite, the slices of all partitions ready at once commit in one transaction. */
+  private readonly commits: CommitGroup;
 
   constructor(private readonly options: ProjectorOptions) {
     this.now = options.now ?? Date.now;
+    this.commits = new CommitGroup(options.db);
     this.log = options.logger.child({ component: 'projector' });
   }
 
@@ -418,7 +422,7 @@ export class Projector {
         }
         await control.heartbeat();
         at = performance.now();
-        await this.options.db.transaction(async (trx) => {
+        await this.commits.transaction(async (trx) => {
           const checkpoint = checkpointStatements(this.options.db, trx, {
             topic: this.options.log.topic,
             partition,
