@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { v7 as timeOrderedUuid } from 'uuid';
 import { validateCommand, type CommandLimits, type PublishCommand } from './command-record.js';
 
 /** What a business server (or an end-to-end sender) asks to publish. */
@@ -13,7 +13,9 @@ export interface PublishInput {
 const absent = (value: unknown) => value === undefined || value === null;
 
 /**
- * Validates a publish and decides its record: a generated id when the caller gave none, unique
+ * Validates a publish and decides its record: a generated id when the caller gave none (a
+ * time-ordered UUID, version 7: the indexes keyed by event id then grow at their end instead of
+ * taking a write on a random page per event), unique
  * recipients, and a creation time fixed now so every partition's copy carries the same one.
  * The checks are the log's own (validateCommand), so what the API accepts the projector applies.
  */
@@ -26,7 +28,7 @@ export function decidePublish(
     {
       v: 1,
       type: 'publish',
-      id: absent(input.id) ? randomUUID() : input.id,
+      id: absent(input.id) ? timeOrderedUuid() : input.id,
       to: input.to,
       body: input.body,
       createTime: absent(input.createTime) ? now : input.createTime,

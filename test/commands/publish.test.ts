@@ -26,6 +26,18 @@ describe('decidePublish', () => {
     expect(command.to).toEqual([3, 1, 2]);
   });
 
+  it('should generate time-ordered ids, so the indexes on event ids grow at their end', () => {
+    const ids = Array.from(
+      { length: 1000 },
+      () => decidePublish({ to: [1], body: 1 }, limits, NOW).id,
+    );
+    // Version 7 (the version nibble), the RFC 9562 variant, unique, and in increasing order.
+    for (const id of ids)
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+  });
+
   it('should keep a given createTime and sender', () => {
     const command = decidePublish({ to: [1], body: null, createTime: 5, from: 9 }, limits, NOW);
     expect(command).toMatchObject({ createTime: 5, from: 9 });
