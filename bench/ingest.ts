@@ -174,8 +174,8 @@ export const ingest: Benchmark = {
     const warmupSeconds = ctx.quick ? 4 : 8;
     const specs: RunSpec[] = [
       { backend: 'kafka+mariadb', recipients: 1, seconds, warmupSeconds, target: 30_000 },
-      { backend: 'kafka+mariadb', recipients: 100, seconds, warmupSeconds, target: 30_000 },
-      { backend: 'embedded', recipients: 1, seconds, warmupSeconds, target: 5_000 },
+      { backend: 'kafka+mariadb', recipients: 100, seconds, warmupSeconds, target: 40_000 },
+      { backend: 'embedded', recipients: 1, seconds, warmupSeconds, target: 10_000 },
       { backend: 'embedded', recipients: 100, seconds, warmupSeconds, target: 5_000 },
     ];
     const rows: Row[] = [];

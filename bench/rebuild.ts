@@ -88,7 +88,7 @@ export const rebuild: Benchmark = {
         metric: 'deliveries/s replayed',
         value: result.perSecond,
         unit: '/s',
-        ...atLeast(result.perSecond, 50_000),
+        ...atLeast(result.perSecond, 60_000),
         conditions: `kafka+mariadb, 8 partitions, ${result.deliveries.toLocaleString('en-US')} deliveries (${wide.toLocaleString('en-US')} events × 100 + ${single.toLocaleString('en-US')} × 1, ${USERS.toLocaleString('en-US')} users), minipush rebuild`,
       });
     } finally {
