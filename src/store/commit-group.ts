@@ -35,14 +35,6 @@ export class CommitGroup {
     });
   }
 
-  /** knex's pool of the one SQLite connection (the client's methods are not in its types). */
-  private pool(): {
-    acquireConnection(): Promise<SqliteConnection>;
-    releaseConnection(connection: SqliteConnection): void;
-  } {
-    return this.db.client as ReturnType<CommitGroup['pool']>;
-  }
-
   private schedule(): void {
     if (this.busy || this.queue.length === 0) return;
     this.busy = true;
@@ -54,41 +46,28 @@ export class CommitGroup {
     const members = this.queue;
     this.queue = [];
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; err: unknown }> = [];
-    let connection: SqliteConnection | null = null;
     try {
-      connection = await this.pool().acquireConnection();
-      await this.db.transaction(
-        async (trx) => {
-          for (const member of members) {
-            try {
-              outcomes.push({ ok: true, value: await trx.transaction((sp) => member.work(sp)) });
-            } catch (err) {
-              outcomes.push({ ok: false, err });
-            }
+      await this.db.transaction(async (trx) => {
+        for (const member of members) {
+          try {
+            outcomes.push({ ok: true, value: await trx.transaction((sp) => member.work(sp)) });
+          } catch (err) {
+            outcomes.push({ ok: false, err });
           }
-        },
-        { connection },
-      );
+        }
+      });
       members.forEach((member, i) => {
         const outcome = outcomes[i]!;
         if (outcome.ok) member.resolve(outcome.value);
         else member.reject(outcome.err);
       });
     } catch (err) {
-      // knex leaves a transaction whose COMMIT failed open; end it before the connection goes
-      // back to the pool, or the next query would run inside it.
-      if (connection?.inTransaction) connection.exec('ROLLBACK');
+      // A failed COMMIT: none of the members' writes stand (the store's pool rolls the
+      // transaction back before the connection serves again, see openDatabase).
       for (const member of members) member.reject(err);
     } finally {
-      if (connection) this.pool().releaseConnection(connection);
       this.busy = false;
       this.schedule();
     }
   }
-}
-
-/** What this module needs of a better-sqlite3 connection. */
-interface SqliteConnection {
-  readonly inTransaction: boolean;
-  exec(sql: string): unknown;
 }

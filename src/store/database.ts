@@ -70,13 +70,22 @@ export function openDatabase(options: DatabaseOptions): Knex {
         cachePreparedStatements(conn);
         done(null);
       },
+      // knex leaves a transaction whose COMMIT failed open (it sends no ROLLBACK after a failed
+      // COMMIT); a connection taken from the pool is idle, so an open transaction there is that
+      // leftover, and the next query must not run inside it.
+      validate(conn: SqliteConnection) {
+        if (conn.inTransaction) conn.exec('ROLLBACK');
+        return true;
+      },
     },
   });
 }
 
 interface SqliteConnection {
+  readonly inTransaction: boolean;
   pragma(sql: string): unknown;
   prepare(sql: string): unknown;
+  exec(sql: string): unknown;
 }
 
 /** Statements kept prepared per SQLite connection, least recently used dropped first. */
