@@ -127,6 +127,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
         feed: backend.feed,
         limits: commandLimits(config),
         logger,
+        userCacheBytes: config.projectorCacheBytes,
         ...now,
         hooks: {
           onApplied: (partition, next) => progress.noteApplied(partition, next),

@@ -173,6 +173,12 @@ export const SETTINGS = {
     'how long a query waits for the heads stream to catch up before it reads the store',
     { min: 0, max: 10_000 },
   ),
+  projectorCacheBytes: bytes(
+    'projector-cache',
+    '32MiB',
+    'memory for the rows of the users a projector owns, so a batch reads only users it has not seen (projector role); 0 reads every user',
+    { min: 0 },
+  ),
   sessionQuota: int('session-quota', '5', 'live WebSocket sessions per user across all hubs', {
     min: 1,
     max: 1000,

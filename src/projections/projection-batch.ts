@@ -12,6 +12,7 @@ import type { HeadChange } from '../domain/head-state.js';
 import type { DeadLetter, LogRecord } from '../log/log.js';
 import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
+import type { ProjectedUser, ProjectedUsers } from './projected-users.js';
 
 /** A user's projected state as one batch sees and changes it. */
 export interface UserState {
@@ -76,6 +77,32 @@ function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
   return out;
 }
 
+/** The row of a user who has none yet: no events, floor 1. */
+const NO_ROW: ProjectedUser = {
+  headSeq: 0,
+  floorSeq: 1,
+  lastTs: 0,
+  readVersion: 0,
+  stored: { read: null, seen: null, archived: null },
+};
+
+function stateOf(uid: number, row: ProjectedUser, exists: boolean): UserState {
+  return {
+    uid,
+    headSeq: row.headSeq,
+    floorSeq: row.floorSeq,
+    lastTs: row.lastTs,
+    readVersion: row.readVersion,
+    stored: { ...row.stored },
+    decoded: {},
+    exists,
+    headChanged: false,
+    stateChanged: false,
+    floorChanged: false,
+    lastRecord: null,
+  };
+}
+
 function toBuffer(value: unknown): Buffer | null {
   if (value === null || value === undefined) return null;
   if (Buffer.isBuffer(value)) return value;
@@ -101,6 +128,8 @@ export class ProjectionBatch {
   /** Per user, the seqs [from, to) whose deliveries are deleted. */
   private readonly expirations = new Map<number, { from: number; to: number }>();
   private readonly delivered = new Set<string>();
+  /** The bitmap bytes {@link statements} writes, per user whose bitmaps it writes. */
+  private readonly written = new Map<number, Record<InboxStateName, Buffer | null>>();
 
   constructor(
     private readonly db: Knex,
@@ -123,6 +152,40 @@ export class ProjectionBatch {
     await Promise.all([this.loadUsers(uids), this.loadEvents(eventIds)]);
     const held = [...eventIds].filter((id) => this.events.has(id));
     if (held.length > 0) await this.loadDelivered(uids, held);
+  }
+
+  /**
+   * Takes the users' rows from what this projector committed before and reads only the others,
+   * and reads no events at all: every event id is taken as new to this partition. The keys
+   * check that when the rows are written: an id the partition already holds fails the insert of
+   * its copy with a duplicate key, and the caller then goes again with {@link load}. Nearly
+   * every publish carries a new id, so nearly every slice reads nothing.
+   */
+  async loadOptimistic(uids: ReadonlySet<number>, known: ProjectedUsers): Promise<void> {
+    const missing = new Set<number>();
+    for (const uid of uids) {
+      const user = known.get(uid, this.partition);
+      if (user) this.users.set(uid, stateOf(uid, user, true));
+      else missing.add(uid);
+    }
+    if (missing.size > 0) await this.loadUsers(missing);
+  }
+
+  /** Every user row this batch read or wrote, as the batch's commit leaves it. */
+  *committedUsers(): Iterable<[number, ProjectedUser]> {
+    for (const state of this.users.values()) {
+      if (!state.exists && !this.changed(state)) continue;
+      yield [
+        state.uid,
+        {
+          headSeq: state.headSeq,
+          floorSeq: state.floorSeq,
+          lastTs: state.lastTs,
+          readVersion: state.readVersion,
+          stored: this.written.get(state.uid) ?? state.stored,
+        },
+      ];
+    }
   }
 
   private async loadEvents(eventIds: ReadonlySet<string>): Promise<void> {
@@ -172,24 +235,19 @@ export class ProjectionBatch {
           .whereIn('uid', part),
       );
       for (const row of rows) {
-        this.users.set(row.uid, {
-          uid: row.uid,
+        const stored = {
+          read: toBuffer(row.read_bitmap),
+          seen: toBuffer(row.seen_bitmap),
+          archived: toBuffer(row.archived_bitmap),
+        };
+        const user = {
           headSeq: row.head_seq,
           floorSeq: row.floor_seq,
           lastTs: Number(row.last_ts),
           readVersion: Number(row.read_version),
-          stored: {
-            read: toBuffer(row.read_bitmap),
-            seen: toBuffer(row.seen_bitmap),
-            archived: toBuffer(row.archived_bitmap),
-          },
-          decoded: {},
-          exists: true,
-          headChanged: false,
-          stateChanged: false,
-          floorChanged: false,
-          lastRecord: null,
-        });
+          stored,
+        };
+        this.users.set(row.uid, stateOf(row.uid, user, true));
       }
     }
   }
@@ -216,20 +274,7 @@ export class ProjectionBatch {
   user(uid: number): UserState {
     let state = this.users.get(uid);
     if (!state) {
-      state = {
-        uid,
-        headSeq: 0,
-        floorSeq: 1,
-        lastTs: 0,
-        readVersion: 0,
-        stored: { read: null, seen: null, archived: null },
-        decoded: {},
-        exists: false,
-        headChanged: false,
-        stateChanged: false,
-        floorChanged: false,
-        lastRecord: null,
-      };
+      state = stateOf(uid, NO_ROW, false);
       this.users.set(uid, state);
     }
     return state;
@@ -311,9 +356,9 @@ export class ProjectionBatch {
   /**
    * The statements that write every change of the batch, in order, not yet run: the caller runs
    * them in the offset-fenced transaction (src/projections/statements.ts), on MySQL in one round
-   * trip.
+   * trip. `trx` builds them: the transaction, or the store when they travel as text.
    */
-  statements(trx: Knex.Transaction, topic: string): Knex.QueryBuilder[] {
+  statements(trx: Knex, topic: string): Knex.QueryBuilder[] {
     const out: Knex.QueryBuilder[] = [];
     const mysql = dialectOf(this.db) === 'mysql';
     // Only this partition writes its copies, once: a plain insert, no lock on anyone's row.
@@ -417,8 +462,13 @@ export class ProjectionBatch {
                 floor_seq: s.floorSeq,
                 last_ts: s.lastTs,
               };
+              if (withBitmaps) {
+                const forms = {} as Record<InboxStateName, Buffer | null>;
+                for (const name of INBOX_STATES) forms[name] = this.storedForm(s, name);
+                this.written.set(s.uid, forms);
+              }
               for (const name of INBOX_STATES) {
-                row[`${name}_bitmap`] = withBitmaps ? this.storedForm(s, name) : null;
+                row[`${name}_bitmap`] = withBitmaps ? this.written.get(s.uid)![name] : null;
               }
               row.read_version = s.readVersion;
               return row;

@@ -13,6 +13,7 @@ import type {
 import type { Logger } from '../logger.js';
 import { withRetry } from '../retry.js';
 import { CommitGroup } from '../store/commit-group.js';
+import { isDuplicateKey } from '../store/database.js';
 import {
   checkPartitionCount,
   confirmNotified,
@@ -23,6 +24,7 @@ import {
 } from './checkpoints.js';
 import { expiryProjection } from './expiry.js';
 import { ProjectionBatch, currentHeads } from './projection-batch.js';
+import { ProjectedUsers } from './projected-users.js';
 import { readStatesProjection } from './read-states.js';
 import { runFenced } from './statements.js';
 import { localUids, routeRecords, type LocalCommand } from './routing.js';
@@ -95,7 +97,15 @@ export interface ProjectorOptions {
    * from there on are left for the next projector. No limit when absent.
    */
   readonly until?: readonly number[];
+  /**
+   * Memory for the rows of the users this projector committed, so a slice reads only users it
+   * has not seen (see {@link ProjectedUsers}), in bytes. Default 32 MiB; 0 reads every user.
+   */
+  readonly userCacheBytes?: number;
 }
+
+/** Default of {@link ProjectorOptions.userCacheBytes}. */
+export const DEFAULT_USER_CACHE_BYTES = 32 << 20;
 
 /** The consumer group every projector process joins. */
 export function projectorGroup(topic: string): string {
@@ -166,10 +176,12 @@ export class Projector {
   private readonly log: Logger;
   /** On SQLite, the slices of all partitions ready at once commit in one transaction. */
   private readonly commits: CommitGroup;
+  private readonly known: ProjectedUsers;
 
   constructor(private readonly options: ProjectorOptions) {
     this.now = options.now ?? Date.now;
     this.commits = new CommitGroup(options.db);
+    this.known = new ProjectedUsers(options.userCacheBytes ?? DEFAULT_USER_CACHE_BYTES);
     this.log = options.logger.child({ component: 'projector' });
   }
 
@@ -188,8 +200,11 @@ export class Projector {
           ? aroundBatch(batch, (traced) => this.onBatch(traced, control))
           : this.onBatch(batch, control),
       onAssignment: (owned) => {
-        for (const p of [...this.partitions.keys()])
-          if (!owned.includes(p)) this.partitions.delete(p);
+        for (const p of [...this.partitions.keys()]) {
+          if (owned.includes(p)) continue;
+          this.partitions.delete(p);
+          this.known.forgetPartition(p);
+        }
       },
     });
     await this.consumer.ready();
@@ -209,6 +224,7 @@ export class Projector {
     this.stopping.abort();
     await this.consumer?.stop();
     this.consumer = null;
+    this.known.clear();
     // What was announced is recorded now, not after the idle delay: a process starting next
     // knows the announcements are complete without waiting for a commit.
     const pending = [...this.confirms].map(([partition, { timer, offset }]) => {
@@ -223,6 +239,8 @@ export class Projector {
     const { db } = this.options;
     return withRetry(
       async () => {
+        // Another projector may have owned the partition since: what we knew of its users is old.
+        this.known.forgetPartition(partition);
         const checkpoint = await loadCheckpoint(db, this.options.log.topic, partition, this.now());
         this.epoch = await readEpoch(db);
         this.partitions.set(partition, checkpoint);
@@ -377,68 +395,80 @@ export class Projector {
     phases: BatchPhases,
   ): Promise<{ deliveries: number; readCommands: number }> {
     const { local, firstOffset, nextOffset } = slice;
+    const uids = new Set<number>();
+    const eventIds = new Set<string>();
+    for (const item of local) {
+      for (const uid of item.uids) uids.add(uid);
+      if (item.command.type === 'publish') eventIds.add(item.command.id);
+    }
+    const attempt = async (checked: boolean) => {
+      const projection = new ProjectionBatch(this.options.db, partition);
+      let at = performance.now();
+      if (checked) await projection.load(uids, eventIds);
+      else await projection.loadOptimistic(uids, this.known);
+      phases.load += performance.now() - at;
+      at = performance.now();
+      let deliveries = 0;
+      let readCommands = 0;
+      const forwardMarks = new Map<number, number>();
+      for (const item of local) {
+        const { command, record } = item;
+        if (userFeedProjection.canHandle(command)) {
+          deliveries += userFeedProjection.apply(projection, command, item.uids, record);
+        } else if (readStatesProjection.canHandle(command)) {
+          readStatesProjection.apply(projection, command, record);
+          readCommands++;
+        } else if (expiryProjection.canHandle(command)) {
+          expiryProjection.apply(projection, command, record);
+        }
+        if (item.origin) {
+          const prev = forwardMarks.get(item.origin.partition) ?? -1;
+          forwardMarks.set(item.origin.partition, Math.max(prev, item.origin.offset));
+        }
+      }
+      // Before the commit, like the batch's other dead letters: a crash in between sends them
+      // again (at least once), never not at all.
+      const conflicts = projection.conflictLetters();
+      phases.apply += performance.now() - at;
+      if (conflicts.length > 0) {
+        at = performance.now();
+        this.options.hooks?.onDeadLetters?.(conflicts);
+        await this.options.log.deadLetter(conflicts);
+        phases.route += performance.now() - at;
+      }
+      await control.heartbeat();
+      at = performance.now();
+      await this.commits.transaction(async (trx) => {
+        const checkpoint = checkpointStatements(this.options.db, trx, {
+          topic: this.options.log.topic,
+          partition,
+          expectedNext: state.nextOffset,
+          nextOffset,
+          notifiedOffset: firstOffset,
+          forwardMarks,
+          now: this.now(),
+        });
+        await runFenced(trx, checkpoint.fence, [
+          ...checkpoint.statements,
+          ...projection.statements(trx, this.options.log.topic),
+        ]);
+      });
+      phases.write += performance.now() - at;
+      return { projection, deliveries, readCommands, forwardMarks };
+    };
     const applied = await withRetry(
       async () => {
         // Keeps the group membership while a store outage makes attempts fail early.
         await control.heartbeat().catch(() => undefined);
-        const projection = new ProjectionBatch(this.options.db, partition);
-        const uids = new Set<number>();
-        const eventIds = new Set<string>();
-        for (const item of local) {
-          for (const uid of item.uids) uids.add(uid);
-          if (item.command.type === 'publish') eventIds.add(item.command.id);
+        try {
+          return await attempt(false);
+        } catch (err) {
+          // A publish of an id the partition holds (a retry, a re-send): read what is stored
+          // and apply the slice again, deduplicated. The users are read again too, so a row
+          // that is somehow not what we remembered is corrected rather than written over.
+          if (!isDuplicateKey(err)) throw err;
+          return await attempt(true);
         }
-        let at = performance.now();
-        await projection.load(uids, eventIds);
-        phases.load += performance.now() - at;
-        at = performance.now();
-        let deliveries = 0;
-        let readCommands = 0;
-        const forwardMarks = new Map<number, number>();
-        for (const item of local) {
-          const { command, record } = item;
-          if (userFeedProjection.canHandle(command)) {
-            deliveries += userFeedProjection.apply(projection, command, item.uids, record);
-          } else if (readStatesProjection.canHandle(command)) {
-            readStatesProjection.apply(projection, command, record);
-            readCommands++;
-          } else if (expiryProjection.canHandle(command)) {
-            expiryProjection.apply(projection, command, record);
-          }
-          if (item.origin) {
-            const prev = forwardMarks.get(item.origin.partition) ?? -1;
-            forwardMarks.set(item.origin.partition, Math.max(prev, item.origin.offset));
-          }
-        }
-        // Before the commit, like the batch's other dead letters: a crash in between sends them
-        // again (at least once), never not at all.
-        const conflicts = projection.conflictLetters();
-        phases.apply += performance.now() - at;
-        if (conflicts.length > 0) {
-          at = performance.now();
-          this.options.hooks?.onDeadLetters?.(conflicts);
-          await this.options.log.deadLetter(conflicts);
-          phases.route += performance.now() - at;
-        }
-        await control.heartbeat();
-        at = performance.now();
-        await this.commits.transaction(async (trx) => {
-          const checkpoint = checkpointStatements(this.options.db, trx, {
-            topic: this.options.log.topic,
-            partition,
-            expectedNext: state.nextOffset,
-            nextOffset,
-            notifiedOffset: firstOffset,
-            forwardMarks,
-            now: this.now(),
-          });
-          await runFenced(trx, checkpoint.fence, [
-            ...checkpoint.statements,
-            ...projection.statements(trx, this.options.log.topic),
-          ]);
-        });
-        phases.write += performance.now() - at;
-        return { projection, deliveries, readCommands, forwardMarks };
       },
       {
         shouldContinue: () => this.running && control.isActive(),
@@ -449,9 +479,12 @@ export class Projector {
     ).catch((err: unknown) => {
       // Our offsets may be stale: reload them before this partition's next batch.
       this.partitions.delete(partition);
+      this.known.forgetPartition(partition);
       throw err;
     });
 
+    for (const [uid, user] of applied.projection.committedUsers())
+      this.known.put(uid, partition, user);
     state.notifiedOffset = firstOffset;
     state.nextOffset = nextOffset;
     for (const [source, offset] of applied.forwardMarks) state.forwarded.set(source, offset);

@@ -137,3 +137,13 @@ export async function typed<T>(query: PromiseLike<unknown>): Promise<T> {
   const result: unknown = await query;
   return result as T;
 }
+
+/** The statement broke a primary key or unique index (MySQL/MariaDB or SQLite). */
+export function isDuplicateKey(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return (
+    code === 'ER_DUP_ENTRY' ||
+    code === 'SQLITE_CONSTRAINT_PRIMARYKEY' ||
+    code === 'SQLITE_CONSTRAINT_UNIQUE'
+  );
+}
