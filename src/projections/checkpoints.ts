@@ -75,19 +75,28 @@ export interface CheckpointMove {
 }
 
 /**
- * The statements that move the checkpoint inside the slice's transaction. The compare-and-set
- * must be the transaction's first statement (see {@link runFenced}): it locks the partition's row
+ * The statements that move the checkpoint inside the slice's transaction, built on `q` (the
+ * transaction, or the store when the statements travel as text). The compare-and-set must be
+ * the transaction's first statement (see {@link commitFenced}): it locks the partition's row
  * until the commit, so a stale projector (a rebalance overlapped) changes no row and gets
  * {@link FencedError}.
  */
 export function checkpointStatements(
   db: Knex,
-  trx: Knex.Transaction,
+  q: Knex,
   move: CheckpointMove,
 ): { fence: Fence; statements: Knex.QueryBuilder[] } {
   const { topic, partition } = move;
   const fence: Fence = {
-    statement: trx('projector_offsets')
+    // MySQL: ROW_COUNT() is what the compare-and-set changed. When it changed nothing, this
+    // inserts the partition's row twice, and the duplicate key (whether or not the row exists)
+    // ends the round trip before anything after it runs, the COMMIT included.
+    unlessChanged: q.raw(
+      'INSERT INTO projector_offsets (topic, log_partition, next_offset, notified_offset, updated_at) ' +
+        'SELECT ?, ?, 0, 0, 0 FROM (SELECT 1 AS n UNION ALL SELECT 2) AS twice WHERE ROW_COUNT() = 0',
+      [topic, partition],
+    ),
+    statement: q('projector_offsets')
       .where({ topic, log_partition: partition, next_offset: move.expectedNext })
       .update({
         next_offset: move.nextOffset,
@@ -106,7 +115,7 @@ export function checkpointStatements(
   const statements: Knex.QueryBuilder[] = [];
   if (move.forwardMarks.size > 0) {
     statements.push(
-      trx('projector_forwards')
+      q('projector_forwards')
         .insert(
           [...move.forwardMarks].map(([source, offset]) => ({
             topic,

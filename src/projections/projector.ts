@@ -26,7 +26,7 @@ import { expiryProjection } from './expiry.js';
 import { ProjectionBatch, currentHeads } from './projection-batch.js';
 import { ProjectedUsers } from './projected-users.js';
 import { readStatesProjection } from './read-states.js';
-import { runFenced } from './statements.js';
+import { commitFenced } from './statements.js';
 import { localUids, routeRecords, type LocalCommand } from './routing.js';
 import { userFeedProjection } from './user-feed.js';
 
@@ -438,8 +438,8 @@ export class Projector {
       }
       await control.heartbeat();
       at = performance.now();
-      await this.commits.transaction(async (trx) => {
-        const checkpoint = checkpointStatements(this.options.db, trx, {
+      await commitFenced(this.options.db, this.commits, (q) => {
+        const checkpoint = checkpointStatements(this.options.db, q, {
           topic: this.options.log.topic,
           partition,
           expectedNext: state.nextOffset,
@@ -448,10 +448,13 @@ export class Projector {
           forwardMarks,
           now: this.now(),
         });
-        await runFenced(trx, checkpoint.fence, [
-          ...checkpoint.statements,
-          ...projection.statements(trx, this.options.log.topic),
-        ]);
+        return {
+          fence: checkpoint.fence,
+          statements: [
+            ...checkpoint.statements,
+            ...projection.statements(q, this.options.log.topic),
+          ],
+        };
       });
       phases.write += performance.now() - at;
       return { projection, deliveries, readCommands, forwardMarks };

@@ -54,10 +54,14 @@ export async function createTestDatabase(): Promise<{
 /** An empty store of its own: a fresh MariaDB database or a SQLite file in a temp folder. */
 export async function openTestStore(
   kind: 'mariadb' | 'sqlite',
+  options: { poolSize?: number } = {},
 ): Promise<{ db: Database; cleanup: () => Promise<void> }> {
   if (kind === 'mariadb') {
     const created = await createTestDatabase();
-    return { db: openDatabase({ mysqlUrl: created.url, dataDir: '' }), cleanup: created.drop };
+    return {
+      db: openDatabase({ mysqlUrl: created.url, dataDir: '', ...options }),
+      cleanup: created.drop,
+    };
   }
   const dir = tempDir();
   return {

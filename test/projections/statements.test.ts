@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkpointStatements, FencedError } from '../../src/projections/checkpoints.js';
-import { runFenced } from '../../src/projections/statements.js';
+import { commitFenced } from '../../src/projections/statements.js';
+import { CommitGroup } from '../../src/store/commit-group.js';
 import { migrateLatest, typed, type Database } from '../../src/store/database.js';
 import { openTestStore } from '../helpers/services.js';
 
@@ -8,10 +9,13 @@ const TOPIC = 'statements.commands';
 
 describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => {
   let db: Database;
+  let commits: CommitGroup;
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
-    ({ db, cleanup } = await openTestStore(kind));
+    // One connection: every slice and every check below share it, as they would a busy pool's.
+    ({ db, cleanup } = await openTestStore(kind, { poolSize: 1 }));
+    commits = new CommitGroup(db);
     await migrateLatest(db);
     await db('projector_offsets').insert(
       [0, 1, 2].map((p) => ({
@@ -31,8 +35,8 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
 
   /** One slice of `partition` that believes the partition stands at `expectedNext`. */
   function slice(partition: number, expectedNext: number, uid: number, seq: number) {
-    return db.transaction(async (trx) => {
-      const { fence, statements } = checkpointStatements(db, trx, {
+    return commitFenced(db, commits, (q) => {
+      const { fence, statements } = checkpointStatements(db, q, {
         topic: TOPIC,
         partition,
         expectedNext,
@@ -41,14 +45,17 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
         forwardMarks: new Map([[2, 7]]),
         now: 1,
       });
-      await runFenced(trx, fence, [
-        ...statements,
-        trx('user_events').insert({ uid, seq, event_id: `e-${uid}-${seq}`, ts: 1 }),
-        trx('user_states')
-          .insert({ uid, log_partition: partition, head_seq: seq, floor_seq: 1, last_ts: 1 })
-          .onConflict('uid')
-          .merge(['head_seq']),
-      ]);
+      return {
+        fence,
+        statements: [
+          ...statements,
+          q('user_events').insert({ uid, seq, event_id: `e-${uid}-${seq}`, ts: 1 }),
+          q('user_states')
+            .insert({ uid, log_partition: partition, head_seq: seq, floor_seq: 1, last_ts: 1 })
+            .onConflict('uid')
+            .merge(['head_seq']),
+        ],
+      };
     });
   }
 
@@ -101,8 +108,8 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
   it('should still report a failure that is not a fence as it is', async () => {
     // Given the fence holds (partition 2 stands at 10) but a statement breaks a key
     await slice(1, 11, 103, 1);
-    const failing = db.transaction(async (trx) => {
-      const { fence } = checkpointStatements(db, trx, {
+    const failing = commitFenced(db, commits, (q) => ({
+      fence: checkpointStatements(db, q, {
         topic: TOPIC,
         partition: 2,
         expectedNext: 10,
@@ -110,13 +117,79 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
         notifiedOffset: 10,
         forwardMarks: new Map(),
         now: 1,
-      });
-      await runFenced(trx, fence, [
-        trx('user_events').insert({ uid: 103, seq: 1, event_id: 'other', ts: 1 }),
-      ]);
-    });
+      }).fence,
+      statements: [q('user_events').insert({ uid: 103, seq: 1, event_id: 'other', ts: 1 })],
+    }));
     // Then the error is the store's, and the rollback kept the offset
     await expect(failing).rejects.not.toBeInstanceOf(FencedError);
     expect(await offset(2)).toBe(10);
+  });
+
+  it('should leave no transaction open on the connection after a failed slice', async () => {
+    // Given a slice that fails (partition 3 has no row: the fence changes nothing)
+    await expect(slice(3, 10, 104, 1)).rejects.toBeInstanceOf(FencedError);
+    expect(await offset(3).catch(() => null)).toBeNull();
+    // When the pool's one connection then writes outside any slice, and a ROLLBACK follows
+    await db('user_events').insert({ uid: 105, seq: 1, event_id: 'plain', ts: 1 });
+    await db.raw('ROLLBACK').catch(() => undefined);
+    // Then the write stands: it ran in no transaction left over from the slice
+    expect(await feed(105)).toEqual([1]);
+    expect(await feed(104)).toEqual([]);
+  });
+
+  it('should commit a slice too large for one round trip whole, or nothing of it', async () => {
+    // Given partition 4 at offset 10, and a slice of about 6 MiB: more than one round trip carries
+    await db('projector_offsets').insert({
+      topic: TOPIC,
+      log_partition: 4,
+      next_offset: 10,
+      notified_offset: 10,
+      updated_at: 0,
+    });
+    const big = (expectedNext: number, tag: string, failAtEnd: boolean) =>
+      commitFenced(db, commits, (q) => ({
+        fence: checkpointStatements(db, q, {
+          topic: TOPIC,
+          partition: 4,
+          expectedNext,
+          nextOffset: expectedNext + 1,
+          notifiedOffset: expectedNext,
+          forwardMarks: new Map(),
+          now: 1,
+        }).fence,
+        statements: [
+          ...Array.from({ length: 6 }, (_, i) =>
+            q('events').insert({
+              event_id: `${tag}-${i}`,
+              log_partition: 4,
+              body: 'x'.repeat(1 << 20),
+              create_time: 1,
+              ts: 1,
+            }),
+          ),
+          // Breaks the (uid, seq) key of the first test's row when asked to.
+          q('user_events').insert(
+            failAtEnd
+              ? { uid: 100, seq: 1, event_id: 'again', ts: 1 }
+              : { uid: 106, seq: 1, event_id: `${tag}-0`, ts: 1 },
+          ),
+        ],
+      }));
+    const copies = async (tag: string) =>
+      (
+        await typed<Array<{ n: number | string }>>(
+          db('events').where('event_id', 'like', `${tag}-%`).count({ n: '*' }),
+        )
+      )[0]!.n;
+    // When its last statement fails, in the last round trip
+    await expect(big(10, 'failed', true)).rejects.not.toBeInstanceOf(FencedError);
+    // Then nothing of it stayed, the offset included
+    expect(Number(await copies('failed'))).toBe(0);
+    expect(await offset(4)).toBe(10);
+    // And the same slice without the failure commits whole
+    await big(10, 'whole', false);
+    expect(Number(await copies('whole'))).toBe(6);
+    expect(await feed(106)).toEqual([1]);
+    expect(await offset(4)).toBe(11);
   });
 });
