@@ -159,6 +159,8 @@ export const nudge: Benchmark = {
           ),
           logTimeToNudgeSentMs:
             1000 * (await mean(stack.hub.url!, 'minipush_publish_to_nudge_seconds')),
+          projectorRecordWaitMs:
+            1000 * (await mean(stack.projector.url!, 'minipush_projector_record_wait_seconds')),
           projectorPhaseMs: await phaseMeans(stack.projector.url!),
         };
         ctx.log(`nudge ${variant.label} breakdown: ${JSON.stringify(breakdown)}`);

@@ -60,7 +60,11 @@ export interface ProjectorHooks {
     durationMs: number;
     /** Where the batch's time went, in ms, summed over its transactions. */
     phases: BatchPhases;
-    lag: number | null;
+    /**
+     * Ms from the log time of the batch's oldest record to the start of its batch: the hop
+     * through the log and the wait for the partition's batch before it (clocks permitting).
+     */
+    waitMs: number;
   }): void;
   /** Wraps the handling of each batch (tracing); `run` takes the records to project. */
   readonly aroundBatch?: (
@@ -310,6 +314,7 @@ export class Projector {
     if (batch.records.length === 0) return;
     const { partition } = batch;
     const started = performance.now();
+    const waitMs = Math.max(0, this.now() - batch.records[0]!.timestamp);
     let state = this.partitions.get(partition);
     if (!state) {
       await this.load(partition);
@@ -379,7 +384,7 @@ export class Projector {
       forwarded: forwards.length,
       durationMs: performance.now() - started,
       phases,
-      lag: null,
+      waitMs,
     });
   }
 

@@ -37,6 +37,8 @@ export interface BatchFigures {
   readonly durationMs: number;
   /** Milliseconds per phase of the batch (see projections/projector.ts, BatchPhases). */
   readonly phases?: Readonly<Record<string, number>>;
+  /** Milliseconds from the log time of the batch's oldest record to the batch's start. */
+  readonly waitMs?: number;
 }
 
 /** One partition's projector lag in records: log end offset − next offset to apply. */
@@ -92,6 +94,7 @@ export class Metrics {
   private readonly batchRecords: Histogram<'partition'>;
   private readonly batchSeconds: Histogram<'partition'>;
   private readonly batchPhaseSeconds: Histogram<'phase'>;
+  private readonly recordWaitSeconds: Histogram;
   private readonly deliveries: Counter<'partition'>;
   private readonly deadLetters: Counter<'partition'>;
   private readonly nudgeLatency: Histogram;
@@ -146,6 +149,12 @@ export class Metrics {
       name: 'minipush_projector_batch_phase_seconds',
       help: 'Where a projector batch spends its time: load (read users and deliveries), apply (in memory), write (the transaction up to its commit), notify (heads), route (dead letters, forwards)',
       labelNames: ['phase'],
+      buckets: BATCH_SECONDS,
+      registers,
+    });
+    this.recordWaitSeconds = new Histogram({
+      name: 'minipush_projector_record_wait_seconds',
+      help: "From the log time of a batch's oldest record to the start of its batch: the hop through the log and the wait for the partition's batch before it",
       buckets: BATCH_SECONDS,
       registers,
     });
@@ -330,6 +339,7 @@ export class Metrics {
     for (const [phase, ms] of Object.entries(info.phases ?? {})) {
       this.batchPhaseSeconds.observe({ phase }, ms / 1000);
     }
+    if (info.waitMs !== undefined) this.recordWaitSeconds.observe(info.waitMs / 1000);
     this.deliveries.inc({ partition }, info.deliveries);
     if (info.deadLetters > 0) this.deadLetters.inc({ partition }, info.deadLetters);
   };

@@ -123,6 +123,9 @@ describe('metrics on kafka+mysql', () => {
     expect(v('minipush_projector_batch_phase_seconds_sum')).toBeLessThanOrEqual(
       v('minipush_projector_batch_duration_seconds_sum')!,
     );
+    // Each batch says how long its oldest record waited in the log before it began.
+    expect(v('minipush_projector_record_wait_seconds_count')).toBe(batches);
+    expect(v('minipush_projector_record_wait_seconds_sum')).toBeGreaterThan(0);
     expect(v('minipush_projector_deliveries_total', { partition: home })).toBe(4);
     expect(v('minipush_dead_letters_total', { partition: '0' })).toBe(1);
     for (let p = 0; p < PARTITIONS; p++)
