@@ -23,6 +23,15 @@ const MEMBERSHIP_ERRORS = new Set([
   'NOT_COORDINATOR_FOR_GROUP',
 ]);
 
+/**
+ * How often, at most, the group's committed offsets catch up with what was applied. They are
+ * only advisory (a member starts from the stored offsets), so they need not keep pace: kafkajs'
+ * auto-commit sent an offset commit after every batch, a Kafka round trip between a batch and
+ * the next fetch. Commits go out only as batches complete, never from a timer: the coordinator
+ * takes a commit as a sign of life, and a member whose batches are stuck must not look alive.
+ */
+const ADVISORY_COMMIT_MS = 5000;
+
 function isMembershipError(err: unknown): boolean {
   const type = (err as { type?: unknown } | null)?.type;
   return typeof type === 'string' && MEMBERSHIP_ERRORS.has(type);
@@ -58,6 +67,9 @@ export function toLogRecord(partition: number, message: KafkaMessage): LogRecord
 export class KafkaLogConsumer {
   private readonly consumer: Consumer;
   private readonly positions = new Map<number, number>();
+  /** Per partition, the next offset applied and not yet committed to the group. */
+  private readonly uncommitted = new Map<number, number>();
+  private lastCommit = 0;
   private readonly log: Logger;
   private running = false;
   private member = false;
@@ -90,6 +102,7 @@ export class KafkaLogConsumer {
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
       // A new generation may have moved partitions: forget positions, ask again per partition.
       this.positions.clear();
+      this.uncommitted.clear();
       const mine = event.payload.memberAssignment[this.topic] ?? [];
       this.member = true;
       this.log.info({ partitions: mine }, 'joined consumer group');
@@ -117,8 +130,7 @@ export class KafkaLogConsumer {
       await this.consumer.connect();
       await this.consumer.subscribe({ topics: [this.topic], fromBeginning: true });
       await this.consumer.run({
-        autoCommit: true,
-        autoCommitInterval: 5000,
+        autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: 64,
         eachBatch: async (payload) => {
@@ -183,7 +195,9 @@ export class KafkaLogConsumer {
             }
             const last = records[records.length - 1]!.offset;
             this.positions.set(partition, last + 1);
+            this.uncommitted.set(partition, last + 1);
             payload.resolveOffset(String(last));
+            if (Date.now() - this.lastCommit >= ADVISORY_COMMIT_MS) void this.commitApplied();
           } else {
             payload.resolveOffset(batch.lastOffset());
           }
@@ -194,6 +208,22 @@ export class KafkaLogConsumer {
     run().catch((err: unknown) => {
       this.log.error({ err }, 'consumer failed to start');
       this.failJoined(err);
+    });
+  }
+
+  /** Commits the applied offsets to the group (advisory: for lag tools and a cold start). */
+  private async commitApplied(): Promise<void> {
+    if (!this.member || this.uncommitted.size === 0) return;
+    this.lastCommit = Date.now();
+    const offsets = [...this.uncommitted].map(([partition, next]) => ({
+      topic: this.topic,
+      partition,
+      offset: String(next),
+    }));
+    this.uncommitted.clear();
+    await this.consumer.commitOffsets(offsets).catch((err: unknown) => {
+      // A rebalance or a coordinator move: the next member's commits will do.
+      this.log.debug({ err }, 'advisory offset commit failed');
     });
   }
 
@@ -209,8 +239,9 @@ export class KafkaLogConsumer {
     this.stopping ??= (async () => {
       if (!this.running) return;
       this.running = false;
+      await this.commitApplied();
       this.member = false;
-      // disconnect() waits for the batch in hand, commits, and leaves the group.
+      // disconnect() waits for the batch in hand and leaves the group.
       await this.consumer.disconnect().catch((err: unknown) => {
         this.log.warn({ err }, 'consumer disconnect failed');
       });
