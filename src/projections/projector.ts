@@ -12,7 +12,6 @@ import type {
 } from '../log/log.js';
 import type { Logger } from '../logger.js';
 import { withRetry } from '../retry.js';
-import { CommitGroup } from '../store/commit-group.js';
 import { isDuplicateKey } from '../store/database.js';
 import {
   checkPartitionCount,
@@ -26,7 +25,7 @@ import { expiryProjection } from './expiry.js';
 import { ProjectionBatch, currentHeads } from './projection-batch.js';
 import { ProjectedUsers } from './projected-users.js';
 import { readStatesProjection } from './read-states.js';
-import { commitFenced } from './statements.js';
+import { FencedCommits } from './statements.js';
 import { localUids, routeRecords, type LocalCommand } from './routing.js';
 import { userFeedProjection } from './user-feed.js';
 
@@ -178,13 +177,13 @@ export class Projector {
   private readonly confirms = new Map<number, { timer: NodeJS.Timeout; offset: number }>();
   private readonly now: () => number;
   private readonly log: Logger;
-  /** On SQLite, the slices of all partitions ready at once commit in one transaction. */
-  private readonly commits: CommitGroup;
+  /** The slices of the partitions ready together commit in one transaction (see FencedCommits). */
+  private readonly commits: FencedCommits;
   private readonly known: ProjectedUsers;
 
   constructor(private readonly options: ProjectorOptions) {
     this.now = options.now ?? Date.now;
-    this.commits = new CommitGroup(options.db);
+    this.commits = new FencedCommits(options.db);
     this.known = new ProjectedUsers(options.userCacheBytes ?? DEFAULT_USER_CACHE_BYTES);
     this.log = options.logger.child({ component: 'projector' });
   }
@@ -443,7 +442,7 @@ export class Projector {
       }
       await control.heartbeat();
       at = performance.now();
-      await commitFenced(this.options.db, this.commits, (q) => {
+      await this.commits.commit((q) => {
         const checkpoint = checkpointStatements(this.options.db, q, {
           topic: this.options.log.topic,
           partition,

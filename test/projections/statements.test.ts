@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkpointStatements, FencedError } from '../../src/projections/checkpoints.js';
-import { commitFenced } from '../../src/projections/statements.js';
-import { CommitGroup } from '../../src/store/commit-group.js';
+import { FencedCommits, type SliceWrites } from '../../src/projections/statements.js';
 import { migrateLatest, typed, type Database } from '../../src/store/database.js';
 import { openTestStore } from '../helpers/services.js';
 
@@ -9,13 +8,13 @@ const TOPIC = 'statements.commands';
 
 describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => {
   let db: Database;
-  let commits: CommitGroup;
+  let commits: FencedCommits;
   let cleanup: () => Promise<void>;
 
   beforeAll(async () => {
     // One connection: every slice and every check below share it, as they would a busy pool's.
     ({ db, cleanup } = await openTestStore(kind, { poolSize: 1 }));
-    commits = new CommitGroup(db);
+    commits = new FencedCommits(db);
     await migrateLatest(db);
     await db('projector_offsets').insert(
       [0, 1, 2].map((p) => ({
@@ -35,7 +34,7 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
 
   /** One slice of `partition` that believes the partition stands at `expectedNext`. */
   function slice(partition: number, expectedNext: number, uid: number, seq: number) {
-    return commitFenced(db, commits, (q) => {
+    return commits.commit((q) => {
       const { fence, statements } = checkpointStatements(db, q, {
         topic: TOPIC,
         partition,
@@ -108,7 +107,7 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
   it('should still report a failure that is not a fence as it is', async () => {
     // Given the fence holds (partition 2 stands at 10) but a statement breaks a key
     await slice(1, 11, 103, 1);
-    const failing = commitFenced(db, commits, (q) => ({
+    const failing = commits.commit((q) => ({
       fence: checkpointStatements(db, q, {
         topic: TOPIC,
         partition: 2,
@@ -147,7 +146,7 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
       updated_at: 0,
     });
     const big = (expectedNext: number, tag: string, failAtEnd: boolean) =>
-      commitFenced(db, commits, (q) => ({
+      commits.commit((q) => ({
         fence: checkpointStatements(db, q, {
           topic: TOPIC,
           partition: 4,
@@ -191,5 +190,44 @@ describe.each(['mariadb', 'sqlite'] as const)('a fenced slice on %s', (kind) => 
     expect(Number(await copies('whole'))).toBe(6);
     expect(await feed(106)).toEqual([1]);
     expect(await offset(4)).toBe(11);
+  });
+
+  it('should commit the slices of a group alone when one of them is stale, and fence only that one', async () => {
+    // Given partitions 5 and 6 at offset 10, and a slice of each asked for in the same turn,
+    // the one of partition 6 from a projector that thinks it stands at 9
+    await db('projector_offsets').insert(
+      [5, 6].map((p) => ({
+        topic: TOPIC,
+        log_partition: p,
+        next_offset: 10,
+        notified_offset: 10,
+        updated_at: 0,
+      })),
+    );
+    const writes =
+      (partition: number, expectedNext: number, uid: number): SliceWrites =>
+      (q) => ({
+        fence: checkpointStatements(db, q, {
+          topic: TOPIC,
+          partition,
+          expectedNext,
+          nextOffset: 11,
+          notifiedOffset: expectedNext,
+          forwardMarks: new Map(),
+          now: 1,
+        }).fence,
+        statements: [q('user_events').insert({ uid, seq: 1, event_id: `g-${uid}`, ts: 1 })],
+      });
+    const [fresh, stale] = await Promise.allSettled([
+      commits.commit(writes(5, 10, 107)),
+      commits.commit(writes(6, 9, 108)),
+    ]);
+    // Then the fresh slice stands whole, the stale one is fenced and left nothing
+    expect(fresh.status).toBe('fulfilled');
+    expect(stale.status === 'rejected' && stale.reason).toBeInstanceOf(FencedError);
+    expect(await offset(5)).toBe(11);
+    expect(await feed(107)).toEqual([1]);
+    expect(await offset(6)).toBe(10);
+    expect(await feed(108)).toEqual([]);
   });
 });
