@@ -1,4 +1,5 @@
 import type { BenchContext, Benchmark, Outcome } from './lib/context.js';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { killAllChildren, LoadProcess } from './lib/child.js';
@@ -14,7 +15,7 @@ import {
   type ServerProcess,
 } from './lib/deployment.js';
 import type { PublishVia } from './lib/protocols.js';
-import { atLeast, atMost, info, type Row } from './lib/result.js';
+import { RESULTS_DIR, atLeast, atMost, info, type Row } from './lib/result.js';
 import { sleep } from './lib/stats.js';
 
 interface HubStack {
@@ -164,6 +165,18 @@ export const nudge: Benchmark = {
           projectorPhaseMs: await phaseMeans(stack.projector.url!),
         };
         ctx.log(`nudge ${variant.label} breakdown: ${JSON.stringify(breakdown)}`);
+        // The whole histograms, for the tails the means hide.
+        for (const [role, url] of [
+          ['projector', stack.projector.url!],
+          ['hub', stack.hub.url!],
+        ] as const) {
+          const name = `nudge-${variant.label.replace(/\W+/g, '-')}-${role}.metrics.txt`;
+          fs.mkdirSync(RESULTS_DIR, { recursive: true });
+          fs.writeFileSync(
+            path.join(RESULTS_DIR, name),
+            await (await fetch(`${url}/metrics`)).text(),
+          );
+        }
         const projector = variant.projectorBin ? `projector of ${ctx.baseline}` : 'this build';
         const conditions = `${projector}; kafka+mariadb, projector and hub processes, ${stack.opened.toLocaleString('en-US')} sessions (1 per user), ${rate} events/s by Kafka producer for ${seconds} s; projector CPU ${cpu.processes['minipush(projector)'] ?? '?'} %`;
         const label = variant.label === 'this build' ? '' : ` (${variant.label})`;
