@@ -77,7 +77,7 @@ export interface CheckpointMove {
 /**
  * The statements that move the checkpoint inside the slice's transaction, built on `q` (the
  * transaction, or the store when the statements travel as text). The compare-and-set must be
- * the transaction's first statement (see {@link commitFenced}): it locks the partition's row
+ * the transaction's first statement (see `FencedCommits`): it locks the partition's row
  * until the commit, so a stale projector (a rebalance overlapped) changes no row and gets
  * {@link FencedError}.
  */

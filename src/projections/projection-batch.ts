@@ -312,6 +312,14 @@ export class ProjectionBatch {
     return encodeInboxBitmap(name, bitmaps);
   }
 
+  private storedForms(state: UserState): Record<InboxStateName, Buffer | null> {
+    return {
+      read: this.storedForm(state, 'read'),
+      seen: this.storedForm(state, 'seen'),
+      archived: this.storedForm(state, 'archived'),
+    };
+  }
+
   bitmapsOf(state: UserState): InboxBitmaps {
     return {
       read: this.bitmapOf(state, 'read'),
@@ -462,14 +470,10 @@ export class ProjectionBatch {
                 floor_seq: s.floorSeq,
                 last_ts: s.lastTs,
               };
-              if (withBitmaps) {
-                const forms = {} as Record<InboxStateName, Buffer | null>;
-                for (const name of INBOX_STATES) forms[name] = this.storedForm(s, name);
-                this.written.set(s.uid, forms);
-              }
-              for (const name of INBOX_STATES) {
-                row[`${name}_bitmap`] = withBitmaps ? this.written.get(s.uid)![name] : null;
-              }
+              // Null bitmaps tell the merge to keep the stored ones.
+              const forms = withBitmaps ? this.storedForms(s) : null;
+              if (forms) this.written.set(s.uid, forms);
+              for (const name of INBOX_STATES) row[`${name}_bitmap`] = forms?.[name] ?? null;
               row.read_version = s.readVersion;
               return row;
             }),

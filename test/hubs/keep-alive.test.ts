@@ -2,29 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { KeepAlive } from '../../src/hubs/keep-alive.js';
 import { SessionRegistry, type Session } from '../../src/hubs/session-registry.js';
 import { eventually } from '../helpers/pipeline.js';
+import { fakeSession, quietSocket } from '../helpers/sessions.js';
 
 function session(id: number, onPing: () => void): Session {
-  return {
-    id: `s${id}`,
-    uid: id,
-    ip: '127.0.0.1',
-    principal: { kind: 'user', uid: id },
-    socket: {
-      bufferedAmount: 0,
-      isOpen: () => true,
-      send: () => undefined,
-      close: () => undefined,
-      terminate: () => undefined,
-      ping: onPing,
-    },
-    told: null,
-    early: null,
-    awaitingPong: false,
-    pingAt: 0,
-    inFlight: 0,
-    closed: false,
-    dropping: false,
-  };
+  return fakeSession(`s${id}`, id, quietSocket({ ping: onPing }));
 }
 
 describe('KeepAlive', () => {

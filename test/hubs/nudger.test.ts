@@ -7,37 +7,17 @@ import {
   type Session,
   type SessionSocket,
 } from '../../src/hubs/session-registry.js';
+import { fakeSession, quietSocket } from '../helpers/sessions.js';
 
 /** A socket that keeps what it was sent. */
 function fakeSocket(): SessionSocket & { sent: any[] } {
   const sent: any[] = [];
-  return {
-    sent,
-    bufferedAmount: 0,
-    isOpen: () => true,
-    send: (data) => sent.push(JSON.parse(data.toString())),
-    close: () => undefined,
-    terminate: () => undefined,
-    ping: () => undefined,
-  };
+  return { ...quietSocket({ send: (data) => sent.push(JSON.parse(data.toString())) }), sent };
 }
 
 let nextId = 0;
 function session(uid: number): Session & { socket: { sent: any[] } } {
-  return {
-    id: `s${++nextId}`,
-    uid,
-    ip: '127.0.0.1',
-    principal: { kind: 'user', uid },
-    socket: fakeSocket(),
-    told: null,
-    early: null,
-    awaitingPong: false,
-    pingAt: 0,
-    inFlight: 0,
-    closed: false,
-    dropping: false,
-  };
+  return fakeSession(`s${++nextId}`, uid, fakeSocket());
 }
 
 const change = (uid: number, headSeq: number, extra: Partial<HeadChange> = {}): HeadChange => ({
