@@ -1,6 +1,7 @@
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import type { Subscription } from './log.js';
+import { fetchTopicOffsets } from './topics.js';
 
 export interface BroadcastOptions {
   readonly kafka: Kafka;
@@ -31,7 +32,7 @@ export async function subscribeFromNow(options: BroadcastOptions): Promise<Subsc
   // fetch, and could skip records appended in between.
   const admin = kafka.admin();
   await admin.connect();
-  const ends = await admin.fetchTopicOffsets(options.topic).finally(() => admin.disconnect());
+  const ends = await fetchTopicOffsets(admin, options.topic).finally(() => admin.disconnect());
   let first = true;
   let active = false;
   consumer.on(consumer.events.CRASH, () => {

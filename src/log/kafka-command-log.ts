@@ -11,6 +11,7 @@ import {
   type LogConsumer,
   type LogPosition,
 } from './log.js';
+import { fetchTopicOffsets } from './topics.js';
 
 export type { KafkaLogOptions } from './kafka-consumer.js';
 
@@ -84,7 +85,7 @@ export class KafkaCommandLog implements CommandLog {
 
   async endOffsets(): Promise<number[]> {
     const admin = await this.getAdmin();
-    const offsets = await admin.fetchTopicOffsets(this.topic);
+    const offsets = await fetchTopicOffsets(admin, this.topic);
     const out: number[] = [];
     for (const o of offsets) out[o.partition] = Number(o.high);
     return out;
@@ -92,7 +93,7 @@ export class KafkaCommandLog implements CommandLog {
 
   async startOffsets(): Promise<number[]> {
     const admin = await this.getAdmin();
-    const offsets = await admin.fetchTopicOffsets(this.topic);
+    const offsets = await fetchTopicOffsets(admin, this.topic);
     const out: number[] = [];
     for (const o of offsets) out[o.partition] = Number(o.low);
     return out;

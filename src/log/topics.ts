@@ -86,24 +86,38 @@ export async function ensureTopics(admin: Admin, settings: TopicSettings): Promi
   const specs = topicSpecs(settings);
   const names = specs.map((spec) => spec.topic);
   const created: string[] = [];
-  await withRetry(
-    async () => {
-      const existing = new Set(await admin.listTopics());
-      const missing = specs.filter((spec) => !existing.has(spec.topic));
-      if (missing.length > 0) {
-        await admin.createTopics({ topics: missing, waitForLeaders: true });
-        created.push(...missing.map((spec) => spec.topic));
-      }
-      await admin.fetchTopicMetadata({ topics: names });
-    },
-    {
-      maxAttempts: 12,
-      initialDelayMs: 200,
-      maxDelayMs: 2000,
-      canRetry: (err) =>
-        (err as { retriable?: boolean }).retriable === true ||
-        (err as Error).name === 'KafkaJSTopicMetadataNotLoaded',
-    },
-  );
+  await withRetry(async () => {
+    const existing = new Set(await admin.listTopics());
+    const missing = specs.filter((spec) => !existing.has(spec.topic));
+    if (missing.length > 0) {
+      await admin.createTopics({ topics: missing, waitForLeaders: true });
+      created.push(...missing.map((spec) => spec.topic));
+    }
+    await admin.fetchTopicMetadata({ topics: names });
+  }, SETTLING);
   return created;
+}
+
+/**
+ * Retries for a broker that is still settling: retriable kafkajs errors (a partition whose
+ * leader the broker does not know yet) and metadata not yet loaded, for about ten seconds.
+ */
+const SETTLING = {
+  maxAttempts: 12,
+  initialDelayMs: 200,
+  maxDelayMs: 2000,
+  canRetry: (err: unknown) =>
+    (err as { retriable?: boolean }).retriable === true ||
+    (err as Error).name === 'KafkaJSTopicMetadataNotLoaded',
+} as const;
+
+/**
+ * A topic's offsets per partition. Right after a topic is made, a broker may still answer "not
+ * the leader for that topic-partition" for a moment, which kafkajs' admin passes on.
+ */
+export function fetchTopicOffsets(
+  admin: Admin,
+  topic: string,
+): ReturnType<Admin['fetchTopicOffsets']> {
+  return withRetry(() => admin.fetchTopicOffsets(topic), SETTLING);
 }
