@@ -248,7 +248,7 @@ async function phaseMeans(url: string): Promise<Record<string, number>> {
 /** A hub build and shape the fan-out benchmark runs. */
 interface HubVariant {
   readonly label: string;
-  /** `dist/src/bin.js` of another build (the baseline), or this one's. */
+  /** `dist/src/bin.js` of another build (the baseline: its hub and projector), or this one's. */
   readonly bin?: string;
   readonly workers: number;
 }
@@ -290,8 +290,9 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
   const users = 2000;
   const perUser = 5;
   const rate = 12;
+  // A baseline hub runs with its own build's projector: the heads records are theirs.
   const stack = await hubStack(ctx, users * perUser, perUser, {
-    ...(variant.bin ? { bin: variant.bin } : {}),
+    ...(variant.bin ? { bin: variant.bin, projectorBin: variant.bin } : {}),
     ...(variant.workers > 1 ? { workers: variant.workers } : {}),
   });
   try {
@@ -320,6 +321,8 @@ async function fanoutVariant(ctx: BenchContext, variant: HubVariant): Promise<Va
           kind: 'heads',
           brokers: stack.via.brokers,
           topic: `${stack.deployment.config.topicPrefix}.heads`,
+          // A baseline is a build from before projectors batched head changes.
+          ...(variant.bin ? { perUser: true } : {}),
         },
       },
       'fanout',

@@ -9,7 +9,8 @@
 import http from 'node:http';
 import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 import { createCommandProducer, type CommandProducer } from '../../src/commands/producer.js';
-import { encodeHeadChange } from '../../src/log/log.js';
+import type { HeadChange } from '../../src/domain/head-state.js';
+import { HEAD_CHANGES_PER_RECORD, encodeHeadChange, encodeHeadChanges } from '../../src/log/log.js';
 import { postJson } from './http.js';
 
 /** What a session's protocol tells the load program. */
@@ -90,8 +91,17 @@ export type PublishVia =
   | { readonly kind: 'kafka'; readonly brokers: string; readonly topicPrefix: string }
   /** MiniPush's REST API, POST /v1/events (the embedded default's log lives in the server). */
   | { readonly kind: 'rest'; readonly url: string; readonly apiKey: string }
-  /** Head changes straight to MiniPush's heads topic: the load plays the projector. */
-  | { readonly kind: 'heads'; readonly brokers: string; readonly topic: string }
+  /**
+   * Head changes straight to MiniPush's heads topic: the load plays the projector. `perUser`
+   * writes one record per user, as projectors did before they batched changes (a baseline hub
+   * from then reads only those).
+   */
+  | {
+      readonly kind: 'heads';
+      readonly brokers: string;
+      readonly topic: string;
+      readonly perUser?: boolean;
+    }
   /** Centrifugo's HTTP API: /api/publish per event, /api/broadcast for a fan-out round. */
   | { readonly kind: 'centrifugo'; readonly url: string; readonly apiKey: string };
 
@@ -139,7 +149,11 @@ async function commandsPublisher(via: {
   };
 }
 
-async function headsPublisher(via: { brokers: string; topic: string }): Promise<Publisher> {
+async function headsPublisher(via: {
+  brokers: string;
+  topic: string;
+  perUser?: boolean;
+}): Promise<Publisher> {
   const kafka = new Kafka({
     clientId: 'minipush-bench-heads',
     brokers: via.brokers.split(','),
@@ -153,23 +167,28 @@ async function headsPublisher(via: { brokers: string; topic: string }): Promise<
     each: () => Promise.reject(new Error('head changes carry no events to time')),
     async round(uids) {
       const headSeq = 1_000_000 + sent++;
-      await producer.send({
-        topic: via.topic,
-        acks: 1,
-        messages: uids.map((uid) => ({
-          key: String(uid),
-          value: encodeHeadChange({
-            uid,
-            headSeq,
-            floorSeq: 1,
-            unreadCount: headSeq,
-            unseenCount: headSeq,
-            archivedCount: 0,
-            readVersion: 0,
-            logTime: Date.now(),
-          }),
-        })),
-      });
+      const changes: HeadChange[] = uids.map((uid) => ({
+        uid,
+        headSeq,
+        floorSeq: 1,
+        unreadCount: headSeq,
+        unseenCount: headSeq,
+        archivedCount: 0,
+        readVersion: 0,
+        logTime: Date.now(),
+      }));
+      const messages = [];
+      if (via.perUser) {
+        for (const change of changes)
+          messages.push({ key: String(change.uid), value: encodeHeadChange(change) });
+      } else {
+        // As a projector writes them: a record of changes per HEAD_CHANGES_PER_RECORD users.
+        for (let i = 0; i < changes.length; i += HEAD_CHANGES_PER_RECORD) {
+          const part = changes.slice(i, i + HEAD_CHANGES_PER_RECORD);
+          messages.push({ key: String(part[0]!.uid), value: encodeHeadChanges(part) });
+        }
+      }
+      await producer.send({ topic: via.topic, acks: 1, messages });
     },
     errors: () => 0,
     close: () => producer.disconnect(),

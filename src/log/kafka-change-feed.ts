@@ -2,20 +2,24 @@ import { randomUUID } from 'node:crypto';
 import type { FeedPosition, HeadChange } from '../domain/head-state.js';
 import { subscribeFromNow } from './kafka-broadcast.js';
 import type { KafkaLogOptions } from './kafka-consumer.js';
-import { CorkedTopic, SharedProducer } from './kafka-producer.js';
+import { CorkedTopic, SharedProducer, type Outgoing } from './kafka-producer.js';
 import {
-  HEADERS,
+  HEAD_CHANGES_PER_RECORD,
   decodeHeadsRecord,
   encodeFeedPosition,
-  encodeHeadChange,
+  encodeHeadChanges,
   feedPositionKey,
+  headChangesKey,
   type ChangeFeed,
   type ChangeListener,
   type SubscribeOptions,
   type Subscription,
 } from './log.js';
 
-/** Head-seq notifications on a compacted topic keyed by uid; each subscriber reads all of it. */
+/**
+ * Head-seq notifications on a compacted topic, batched per projector partition and keyed by it;
+ * each subscriber reads all of it.
+ */
 export class KafkaChangeFeed implements ChangeFeed {
   private readonly producer: SharedProducer;
   private readonly heads: CorkedTopic;
@@ -28,28 +32,34 @@ export class KafkaChangeFeed implements ChangeFeed {
 
   /**
    * A projector's changes and position go to the heads partition numbered like its commands
-   * partition (where the uids' keys land anyway), in one request, the position last.
+   * partition (where the uids' keys land anyway), in one request, the position last. The changes
+   * travel {@link HEAD_CHANGES_PER_RECORD} to a record: a slice costs a few records, not one per
+   * user. Each change carries its own trace context in the record's JSON.
    */
   async publish(changes: readonly HeadChange[], position?: FeedPosition): Promise<void> {
     if (changes.length === 0 && !position) return;
-    const partition = position ? { partition: position.partition } : {};
-    await this.heads.send([
-      ...changes.map((change) => ({
-        ...partition,
-        key: String(change.uid),
-        value: encodeHeadChange(change),
-        ...(change.traceparent ? { headers: { [HEADERS.traceparent]: change.traceparent } } : {}),
-      })),
-      ...(position
-        ? [
-            {
+    const records: Outgoing[] = [];
+    for (let i = 0; i < changes.length; i += HEAD_CHANGES_PER_RECORD) {
+      const part = changes.slice(i, i + HEAD_CHANGES_PER_RECORD);
+      records.push(
+        position
+          ? {
               partition: position.partition,
-              key: feedPositionKey(position.partition),
-              value: encodeFeedPosition(position),
-            },
-          ]
-        : []),
-    ]);
+              key: headChangesKey(position.partition),
+              value: encodeHeadChanges(part),
+            }
+          : // Without a position, by the first user's key: the partition of its commands.
+            { key: String(part[0]!.uid), value: encodeHeadChanges(part) },
+      );
+    }
+    if (position) {
+      records.push({
+        partition: position.partition,
+        key: feedPositionKey(position.partition),
+        value: encodeFeedPosition(position),
+      });
+    }
+    await this.heads.send(records);
   }
 
   async subscribe(
@@ -68,7 +78,7 @@ export class KafkaChangeFeed implements ChangeFeed {
         for (const message of messages) {
           const record = decodeHeadsRecord(message.value);
           if (!record) continue;
-          if ('change' in record) changes.push(record.change);
+          if ('changes' in record) changes.push(...record.changes);
           else positions.push(record.position);
         }
         if (changes.length > 0 || positions.length > 0) onChanges(changes, positions);

@@ -171,44 +171,91 @@ export function ownedConsumer<C extends ConsumerImpl>(owned: Set<C>, consumer: C
   };
 }
 
+/**
+ * Head changes per heads record at most: a projector's slice announces its users in a few
+ * records, not one per user (kafkajs' encode and decode cost per record, on both ends of the
+ * stream), and a record stays near 100 KB, well under Kafka's 1 MB message limit.
+ */
+export const HEAD_CHANGES_PER_RECORD = 500;
+
+/** A heads record of changes, `{"changes":[…]}`: what projectors write. */
+export function encodeHeadChanges(changes: readonly HeadChange[]): Buffer {
+  return Buffer.from(JSON.stringify({ changes }));
+}
+
+/**
+ * One user's change as its own record, `{"uid":…}`: what builds before
+ * {@link encodeHeadChanges} wrote, and still read.
+ */
 export function encodeHeadChange(change: HeadChange): Buffer {
   return Buffer.from(JSON.stringify(change));
 }
 
-/** A position on the heads stream: a record of its own, keyed per partition (compacted). */
+/**
+ * A position on the heads stream: a record of its own, keyed per partition (compacted). Its
+ * field is `announced`: builds before batched changes read `position`, ignored changes records
+ * and would have taken a position over changes they never saw as exact.
+ */
 export function encodeFeedPosition(position: FeedPosition): Buffer {
-  return Buffer.from(JSON.stringify({ position }));
+  return Buffer.from(JSON.stringify({ announced: position }));
 }
 
 export function feedPositionKey(partition: number): string {
   return `minipush-position-${partition}`;
 }
 
-/** A heads record: a user's change, a position, or neither (junk, or from a newer build). */
+/** The key of a projector's changes records: one per heads partition, compacted like positions. */
+export function headChangesKey(partition: number): string {
+  return `minipush-changes-${partition}`;
+}
+
+function isFeedPosition(value: unknown): value is FeedPosition {
+  const position = value as Partial<FeedPosition> | null;
+  return (
+    typeof position?.partition === 'number' &&
+    typeof position.offset === 'number' &&
+    typeof position.epoch === 'string'
+  );
+}
+
+/** A change as written, or null; one from a build before seen and archived states is completed. */
+function headChangeOf(value: unknown): HeadChange | null {
+  const parsed = value as Partial<HeadChange> | null;
+  if (typeof parsed?.uid !== 'number' || typeof parsed.headSeq !== 'number') return null;
+  const change = parsed as HeadChange;
+  // Before seen and archived states, nothing was seen but what was read.
+  if (typeof parsed.unseenCount !== 'number' || typeof parsed.archivedCount !== 'number')
+    return { ...change, unseenCount: change.unreadCount, archivedCount: 0 };
+  return change;
+}
+
+/**
+ * A heads record: changes (a projector's batch, or one user's from an older build), a position,
+ * or neither (junk, or from a newer build).
+ */
 export function decodeHeadsRecord(
   value: Buffer | null,
-): { change: HeadChange } | { position: FeedPosition } | null {
+): { changes: HeadChange[] } | { position: FeedPosition } | null {
   if (value === null) return null;
   try {
-    const parsed = JSON.parse(value.toString('utf8')) as Partial<HeadChange> & {
-      position?: Partial<FeedPosition>;
+    const parsed = JSON.parse(value.toString('utf8')) as {
+      changes?: unknown;
+      announced?: unknown;
+      position?: unknown;
     };
-    const position = parsed.position;
-    if (
-      position &&
-      typeof position.partition === 'number' &&
-      typeof position.offset === 'number' &&
-      typeof position.epoch === 'string'
-    ) {
-      return { position: position as FeedPosition };
+    if (isFeedPosition(parsed.announced)) return { position: parsed.announced };
+    // `position` records come from builds that wrote one record per change: exact as before.
+    if (isFeedPosition(parsed.position)) return { position: parsed.position };
+    if (Array.isArray(parsed.changes)) {
+      const changes: HeadChange[] = [];
+      for (const item of parsed.changes) {
+        const change = headChangeOf(item);
+        if (change) changes.push(change);
+      }
+      return { changes };
     }
-    if (typeof parsed.uid !== 'number' || typeof parsed.headSeq !== 'number') return null;
-    // A change from a build before seen and archived states: nothing was seen but what was read.
-    const change = parsed as HeadChange;
-    if (typeof parsed.unseenCount !== 'number' || typeof parsed.archivedCount !== 'number') {
-      return { change: { ...change, unseenCount: change.unreadCount, archivedCount: 0 } };
-    }
-    return { change };
+    const change = headChangeOf(parsed);
+    return change ? { changes: [change] } : null;
   } catch {
     return null;
   }

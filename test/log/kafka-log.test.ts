@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafka } from '../../src/log/kafka-client.js';
 import { KafkaChangeFeed } from '../../src/log/kafka-change-feed.js';
 import { KafkaCommandLog } from '../../src/log/kafka-command-log.js';
-import type { HeadChange } from '../../src/domain/head-state.js';
+import { CorkedTopic, SharedProducer } from '../../src/log/kafka-producer.js';
+import { fetchTopicOffsets } from '../../src/log/topics.js';
+import type { FeedPosition, HeadChange } from '../../src/domain/head-state.js';
 import type { LogRecord } from '../../src/log/log.js';
 import { ensureTopics, topicNames } from '../../src/log/topics.js';
 import { createLogger } from '../../src/logger.js';
@@ -174,4 +176,71 @@ describe('Kafka log adapter against the real broker', () => {
       [8, 1],
     ]);
   });
+
+  it('should announce a slice of 5,000 users in a few records, the position after them', async () => {
+    const changes: HeadChange[] = Array.from({ length: 5000 }, (_, i) => ({
+      uid: 10_000 + i,
+      headSeq: 1 + i,
+      floorSeq: 1,
+      unreadCount: 1 + i,
+      unseenCount: 1 + i,
+      archivedCount: 0,
+      readVersion: 0,
+      traceparent: `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`,
+    }));
+    const position: FeedPosition = { partition: 1, offset: 4242, epoch: 'e1' };
+    const received: HeadChange[] = [];
+    let changesWhenPositioned = -1;
+    let done!: () => void;
+    const got = new Promise<void>((resolve) => (done = resolve));
+    const subscription = await feed.subscribe((heard, positions) => {
+      received.push(...heard);
+      if (positions.some((p) => p.offset === position.offset)) {
+        changesWhenPositioned = received.length;
+        done();
+      }
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const before = await fetchTopicOffsets(admin, topics.heads);
+      // ~700 KB of changes for one partition: one record per change was over the broker's
+      // 1 MB batch limit long before 5,000 (MESSAGE_TOO_LARGE).
+      await feed.publish(changes, position);
+      await got;
+      const after = await fetchTopicOffsets(admin, topics.heads);
+      const written = (p: number) =>
+        Number(after.find((o) => o.partition === p)!.offset) -
+        Number(before.find((o) => o.partition === p)!.offset);
+      // 500 changes a record, then the position: 11 records, all on the position's partition.
+      expect(written(1)).toBe(11);
+      expect(written(0) + written(2)).toBe(0);
+    } finally {
+      await admin.disconnect();
+      await subscription.close();
+    }
+    expect(changesWhenPositioned).toBe(5000);
+    expect(received.map((c) => c.uid)).toEqual(changes.map((c) => c.uid));
+    expect(received[4999]).toEqual(changes[4999]);
+  }, 60_000);
+
+  it('should send records over the byte budget of a request in several, offsets in order', async () => {
+    const producer = new SharedProducer(kafka);
+    const corked = new CorkedTopic(producer, topics.sessions);
+    try {
+      const big = (n: number) => ({
+        partition: 0,
+        key: `big-${n}`,
+        value: Buffer.alloc(300_000, n),
+      });
+      // 1.2 MB for one partition in one send: one request would be refused as too large.
+      const [first, second] = await Promise.all([
+        corked.send([big(1), big(2), big(3), big(4)]),
+        corked.send([big(5), big(6)]),
+      ]);
+      expect([...first, ...second]).toEqual([0, 1, 2, 3, 4, 5]);
+    } finally {
+      await producer.close();
+    }
+  }, 60_000);
 });

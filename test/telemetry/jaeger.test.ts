@@ -268,10 +268,10 @@ describe('tracing in Jaeger (Kafka + MariaDB; api, projector and hub processes)'
     expect(parts.at(-1)).toBe('COMMIT');
     // Statements are recorded with their placeholders, never the values.
     expect(statements.join('\n')).not.toContain(String(uid));
-    // One span per record sent: the user's change, and the partition's position after it.
+    // One span per record sent: the partition's changes (the user's), then its position.
     const heads = work.filter((s) => s.name === `send ${headsTopic}`);
     expect(heads.map((s) => s.tags['messaging.kafka.message.key']).sort()).toEqual(
-      [String(uid), `minipush-position-${event.partition}`].sort(),
+      [`minipush-changes-${event.partition}`, `minipush-position-${event.partition}`].sort(),
     );
 
     // docs/observability.md shows both trees from a real run: the event's exactly, the batch's
