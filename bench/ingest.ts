@@ -1,6 +1,7 @@
+import path from 'node:path';
 import type { BenchContext, Benchmark, Outcome } from './lib/context.js';
 import { LoadProcess } from './lib/child.js';
-import { cpuWindow, servicePids } from './lib/cpu.js';
+import { cpuWindow, servicePids, type CpuReport } from './lib/cpu.js';
 import {
   API_KEY,
   embeddedDeployment,
@@ -21,6 +22,8 @@ interface RunSpec {
   readonly seconds: number;
   readonly warmupSeconds: number;
   readonly target: number;
+  /** Another build's `dist/src/bin.js` (the baseline), or this one's. */
+  readonly bin?: string;
 }
 
 interface RunOutcome {
@@ -29,11 +32,22 @@ interface RunOutcome {
   readonly endToEnd: number;
   readonly produced: number;
   readonly drainSeconds: number;
-  readonly cpu: unknown;
+  readonly cpu: CpuReport | null;
   readonly samples: Array<[number, number]>;
 }
 
 const DELIVERIES = 'minipush_projector_deliveries_total';
+
+/** "server 45.1 µs, mariadb 22.0 µs CPU per delivery": the CPU window over the deliveries in it. */
+function serverCpuPerDelivery(outcome: RunOutcome): string {
+  const cpu = outcome.cpu;
+  if (!cpu || outcome.sustained <= 0) return 'no CPU window';
+  const deliveries = outcome.sustained * cpu.seconds;
+  const parts = Object.entries(cpu.cpuSeconds)
+    .filter(([name]) => name.startsWith('minipush') || name === 'mariadb')
+    .map(([name, seconds]) => `${name} ${((seconds / deliveries) * 1e6).toFixed(1)} µs`);
+  return `CPU per delivery: ${parts.join(', ')}`;
+}
 
 /**
  * Publishes for `seconds`, keeping the backlog near two seconds of what the projector manages,
@@ -48,7 +62,10 @@ async function runOnce(ctx: BenchContext, spec: RunSpec): Promise<RunOutcome> {
     if (spec.backend === 'kafka+mariadb') {
       const services = await ctx.services();
       deployment = await kafkaDeployment(services, { partitions: 8, mysqlPoolSize: 10 });
-      const projector = await spawnServer(deployment.env(['projector']), { label: 'projector' });
+      const projector = await spawnServer(deployment.env(['projector']), {
+        label: 'projector',
+        ...(spec.bin ? { bin: spec.bin } : {}),
+      });
       servers.push(projector);
       metricsUrl = projector.url!;
       await publisher.ask(
@@ -72,6 +89,7 @@ async function runOnce(ctx: BenchContext, spec: RunSpec): Promise<RunOutcome> {
       deployment = embeddedDeployment({ partitions: 8 });
       const server = await spawnServer(deployment.env(['api', 'projector']), {
         label: 'embedded',
+        ...(spec.bin ? { bin: spec.bin } : {}),
       });
       servers.push(server);
       metricsUrl = server.url!;
@@ -146,7 +164,8 @@ async function runOnce(ctx: BenchContext, spec: RunSpec): Promise<RunOutcome> {
     }
     const sustained = from && to && to[0] > from[0] ? (to[1] - from[1]) / (to[0] - from[0]) : 0;
     ctx.log(
-      `ingest ${spec.backend} ${spec.recipients} recipient(s): ${Math.round(sustained)}/s sustained, ` +
+      `ingest ${spec.backend} ${spec.recipients} recipient(s)${spec.bin ? ' (before)' : ''}: ` +
+        `${Math.round(sustained)}/s sustained, ` +
         `${sent.deliveries} deliveries, drained in ${drainSeconds.toFixed(1)} s`,
     );
     return {
@@ -181,17 +200,41 @@ export const ingest: Benchmark = {
     const rows: Row[] = [];
     const runs: RunOutcome[] = [];
     const label = (spec: RunSpec) => `${spec.backend.split('+')[0]}/${spec.recipients}`;
+    const baselineBin = ctx.baseline ? path.join(ctx.baseline, 'dist/src/bin.js') : null;
     for (const spec of specs.filter((s) => ctx.only === null || label(s).includes(ctx.only))) {
-      const outcome = await runOnce(ctx, spec);
-      runs.push(outcome);
       const measured = spec.seconds - spec.warmupSeconds;
+      const metric = `deliveries/s, ${spec.recipients} recipient${spec.recipients > 1 ? 's' : ''}/event`;
+      const conditions = `${spec.backend}, 8 partitions, ${USERS.toLocaleString('en-US')} users, ${measured} s after ${spec.warmupSeconds} s warm-up, ${spec.backend === 'embedded' ? 'REST load' : 'Kafka producer load'}`;
+      // With a baseline, its server runs first, then this build's, each on a fresh stack.
+      const before = baselineBin ? await runOnce(ctx, { ...spec, bin: baselineBin }) : null;
+      const outcome = await runOnce(ctx, spec);
+      if (before) {
+        runs.push(before);
+        rows.push({
+          metric: `${metric} (before)`,
+          value: before.sustained,
+          unit: '/s',
+          ...info(),
+          conditions: `server of ${ctx.baseline}; ${conditions}; ${serverCpuPerDelivery(before)}`,
+        });
+      }
+      runs.push(outcome);
       rows.push({
-        metric: `deliveries/s, ${spec.recipients} recipient${spec.recipients > 1 ? 's' : ''}/event`,
+        metric,
         value: outcome.sustained,
         unit: '/s',
         ...atLeast(outcome.sustained, spec.target),
-        conditions: `${spec.backend}, 8 partitions, ${USERS.toLocaleString('en-US')} users, ${measured} s after ${spec.warmupSeconds} s warm-up, ${spec.backend === 'embedded' ? 'REST load' : 'Kafka producer load'}`,
+        conditions: `${conditions}; ${serverCpuPerDelivery(outcome)}`,
       });
+      if (before && before.sustained > 0) {
+        rows.push({
+          metric: `${metric}, this build ÷ before`,
+          value: outcome.sustained / before.sustained,
+          unit: '×',
+          ...info(),
+          conditions: 'one run, the same load, each on a fresh stack, the baseline first',
+        });
+      }
     }
     rows.push({
       metric: 'longest drain after the load stops',

@@ -42,7 +42,8 @@ function usage(): string {
     '  --quick      shorter windows: a smoke run, not the figures of record',
     '  --only=TEXT  run only the variants whose label contains TEXT (ingest: kafka/1, embedded/100…;\n' +
       '               peers: centrifugo, centrifugo-history, embedded, kafka)',
-    '  --baseline=DIR  a built checkout of an earlier commit: fanout runs its hub as the "before" variant',
+    '  --baseline=DIR  a built checkout of an earlier commit, run as the "before" variant in the same\n' +
+      '               run: its hub and projector (fanout), projector (nudge), server (ingest)',
   ].join('\n');
 }
 
