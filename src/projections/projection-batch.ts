@@ -5,6 +5,7 @@ import {
   encodeInboxBitmap,
   inboxCounts,
   type InboxBitmaps,
+  type InboxCounts,
   type InboxStateName,
 } from '../domain/inbox-state.js';
 import { decodeBitmap, type ReadBitmap } from '../domain/read-bitmap.js';
@@ -13,6 +14,7 @@ import type { DeadLetter, LogRecord } from '../log/log.js';
 import { dialectOf } from '../store/database.js';
 import { typed } from '../store/database.js';
 import type { ProjectedUser, ProjectedUsers } from './projected-users.js';
+import { insertStatement, type SliceStatement } from './statements.js';
 
 /** A user's projected state as one batch sees and changes it. */
 export interface UserState {
@@ -70,6 +72,50 @@ const CHUNK = 500;
 
 /** The user_states column of each state's bitmap. */
 export const BITMAP_COLUMNS = INBOX_STATES.map((name) => `${name}_bitmap` as const);
+
+const EVENT_COLUMNS = ['event_id', 'log_partition', 'body', 'create_time', 'sender', 'ts'];
+const DELIVERY_COLUMNS = ['uid', 'seq', 'event_id', 'ts'];
+const USER_STATE_COLUMNS = [
+  'uid',
+  'log_partition',
+  'head_seq',
+  'floor_seq',
+  'last_ts',
+  ...BITMAP_COLUMNS,
+  'read_version',
+];
+const RESULT_COLUMNS = ['topic', 'log_partition', 'log_offset', 'changed', 'created_at'];
+
+/**
+ * The user_states upsert's merge. Bitmaps first: they compare against the stored floor and
+ * version before those are set (MySQL assigns left to right).
+ */
+const USER_STATE_MERGE_MYSQL =
+  ' on duplicate key update ' +
+  [
+    ...BITMAP_COLUMNS.map(
+      (c) =>
+        `\`${c}\` = IF(VALUES(read_version) <> read_version OR VALUES(floor_seq) > floor_seq, VALUES(${c}), ${c})`,
+    ),
+    '`log_partition` = VALUES(log_partition)',
+    '`head_seq` = VALUES(head_seq)',
+    '`floor_seq` = GREATEST(floor_seq, VALUES(floor_seq))',
+    '`last_ts` = VALUES(last_ts)',
+    '`read_version` = VALUES(read_version)',
+  ].join(', ');
+const USER_STATE_MERGE_SQLITE =
+  ' on conflict (`uid`) do update set ' +
+  [
+    ...BITMAP_COLUMNS.map(
+      (c) =>
+        `\`${c}\` = CASE WHEN excluded.read_version <> read_version OR excluded.floor_seq > floor_seq THEN excluded.${c} ELSE ${c} END`,
+    ),
+    '`log_partition` = excluded.log_partition',
+    '`head_seq` = excluded.head_seq',
+    '`floor_seq` = MAX(floor_seq, excluded.floor_seq)',
+    '`last_ts` = excluded.last_ts',
+    '`read_version` = excluded.read_version',
+  ].join(', ');
 
 function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
   const out: T[][] = [];
@@ -366,24 +412,16 @@ export class ProjectionBatch {
    * them in the offset-fenced transaction (src/projections/statements.ts), on MySQL in one round
    * trip. `trx` builds them: the transaction, or the store when they travel as text.
    */
-  statements(trx: Knex, topic: string): Knex.QueryBuilder[] {
-    const out: Knex.QueryBuilder[] = [];
+  statements(trx: Knex, topic: string): SliceStatement[] {
+    const out: SliceStatement[] = [];
     const mysql = dialectOf(this.db) === 'mysql';
     // Only this partition writes its copies, once: a plain insert, no lock on anyone's row.
     const created = [...this.newEvents].map((id) => this.events.get(id)!);
     for (const part of chunks(created)) {
-      out.push(
-        trx('events').insert(
-          part.map((e) => ({
-            event_id: e.eventId,
-            log_partition: this.partition,
-            body: e.body,
-            create_time: e.createTime,
-            sender: e.sender,
-            ts: e.ts,
-          })),
-        ),
-      );
+      const values: Knex.Value[] = [];
+      for (const e of part)
+        values.push(e.eventId, this.partition, e.body, e.createTime, e.sender, e.ts);
+      out.push(insertStatement('events', EVENT_COLUMNS, values));
     }
     // Each expired delivery by its primary key (feeds are gap-free from the floor): a range
     // delete would lock the gaps next to it, where other partitions' users insert.
@@ -411,11 +449,9 @@ export class ProjectionBatch {
       );
     }
     for (const part of chunks(this.deliveries)) {
-      out.push(
-        trx('user_events').insert(
-          part.map((d) => ({ uid: d.uid, seq: d.seq, event_id: d.eventId, ts: d.ts })),
-        ),
-      );
+      const values: Knex.Value[] = [];
+      for (const d of part) values.push(d.uid, d.seq, d.eventId, d.ts);
+      out.push(insertStatement('user_events', DELIVERY_COLUMNS, values));
     }
     // One upsert for every changed user, in ascending uid order, so concurrent partitions lock
     // rows in one order. A user whose states and floor did not change carries no bitmaps: the
@@ -425,77 +461,35 @@ export class ProjectionBatch {
     const changed = [...this.users.values()]
       .filter((state) => this.changed(state))
       .sort((a, b) => a.uid - b.uid);
-    const merge = mysql
-      ? {
-          // Bitmaps first: they compare against the floor and version before those are set.
-          ...Object.fromEntries(
-            BITMAP_COLUMNS.map((column) => [
-              column,
-              trx.raw(
-                `IF(VALUES(read_version) <> read_version OR VALUES(floor_seq) > floor_seq, VALUES(${column}), ${column})`,
-              ),
-            ]),
-          ),
-          log_partition: trx.raw('VALUES(log_partition)'),
-          head_seq: trx.raw('VALUES(head_seq)'),
-          floor_seq: trx.raw('GREATEST(floor_seq, VALUES(floor_seq))'),
-          last_ts: trx.raw('VALUES(last_ts)'),
-          read_version: trx.raw('VALUES(read_version)'),
-        }
-      : {
-          ...Object.fromEntries(
-            BITMAP_COLUMNS.map((column) => [
-              column,
-              trx.raw(
-                `CASE WHEN excluded.read_version <> read_version OR excluded.floor_seq > floor_seq THEN excluded.${column} ELSE ${column} END`,
-              ),
-            ]),
-          ),
-          log_partition: trx.raw('excluded.log_partition'),
-          head_seq: trx.raw('excluded.head_seq'),
-          floor_seq: trx.raw('MAX(floor_seq, excluded.floor_seq)'),
-          last_ts: trx.raw('excluded.last_ts'),
-          read_version: trx.raw('excluded.read_version'),
-        };
     for (const part of chunks(changed, 200)) {
+      const values: Knex.Value[] = [];
+      for (const s of part) {
+        const withBitmaps = s.stateChanged || s.floorChanged || !s.exists;
+        // Null bitmaps tell the merge to keep the stored ones.
+        const forms = withBitmaps ? this.storedForms(s) : null;
+        if (forms) this.written.set(s.uid, forms);
+        values.push(s.uid, this.partition, s.headSeq, s.floorSeq, s.lastTs);
+        for (const name of INBOX_STATES) values.push(forms?.[name] ?? null);
+        values.push(s.readVersion);
+      }
       out.push(
-        trx('user_states')
-          .insert(
-            part.map((s) => {
-              const withBitmaps = s.stateChanged || s.floorChanged || !s.exists;
-              const row: Record<string, unknown> = {
-                uid: s.uid,
-                log_partition: this.partition,
-                head_seq: s.headSeq,
-                floor_seq: s.floorSeq,
-                last_ts: s.lastTs,
-              };
-              // Null bitmaps tell the merge to keep the stored ones.
-              const forms = withBitmaps ? this.storedForms(s) : null;
-              if (forms) this.written.set(s.uid, forms);
-              for (const name of INBOX_STATES) row[`${name}_bitmap`] = forms?.[name] ?? null;
-              row.read_version = s.readVersion;
-              return row;
-            }),
-          )
-          .onConflict('uid')
-          .merge(merge),
+        insertStatement('user_states', USER_STATE_COLUMNS, values, {
+          suffix: mysql ? USER_STATE_MERGE_MYSQL : USER_STATE_MERGE_SQLITE,
+        }),
       );
     }
     for (const part of chunks(this.results)) {
+      const values: Knex.Value[] = [];
+      for (const r of part) values.push(topic, r.partition, r.offset, r.changed, r.logTime);
       out.push(
-        trx('command_results')
-          .insert(
-            part.map((r) => ({
-              topic,
-              log_partition: r.partition,
-              log_offset: r.offset,
-              changed: r.changed,
-              created_at: r.logTime,
-            })),
-          )
-          .onConflict(['topic', 'log_partition', 'log_offset'])
-          .ignore(),
+        insertStatement(
+          'command_results',
+          RESULT_COLUMNS,
+          values,
+          mysql
+            ? { verb: 'insert ignore' }
+            : { suffix: ' on conflict (`topic`, `log_partition`, `log_offset`) do nothing' },
+        ),
       );
     }
     for (const part of chunks(this.conflicts)) {
@@ -523,6 +517,27 @@ export class ProjectionBatch {
     return this.conflicts.map(({ record, reason }) => ({ record, reason, field: 'id' }));
   }
 
+  /**
+   * The user's counts. A user who never marked anything (no stored bitmap, none decoded) has every
+   * stored seq unread and unseen: counted without making three empty native bitmaps, which cost
+   * more than the rest of a publish-only user's notification.
+   */
+  private countsOf(state: UserState): InboxCounts {
+    const { stored, decoded } = state;
+    if (
+      stored.read === null &&
+      stored.seen === null &&
+      stored.archived === null &&
+      !decoded.read &&
+      !decoded.seen &&
+      !decoded.archived
+    ) {
+      const count = Math.max(0, state.headSeq - state.floorSeq + 1);
+      return { unreadCount: count, unseenCount: count, archivedCount: 0 };
+    }
+    return inboxCounts(this.bitmapsOf(state), state.floorSeq, state.headSeq);
+  }
+
   /** One notification per user whose head, floor or read state changed. */
   changes(): HeadChange[] {
     const out: HeadChange[] = [];
@@ -533,7 +548,7 @@ export class ProjectionBatch {
         uid: state.uid,
         headSeq: state.headSeq,
         floorSeq: state.floorSeq,
-        ...inboxCounts(this.bitmapsOf(state), state.floorSeq, state.headSeq),
+        ...this.countsOf(state),
         readVersion: state.readVersion,
         ...(record ? { logTime: record.timestamp } : {}),
         ...(record?.headers.traceparent ? { traceparent: record.headers.traceparent } : {}),
