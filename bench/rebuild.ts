@@ -4,7 +4,9 @@ import type { Benchmark, Outcome } from './lib/context.js';
 import { cpuWindow, servicePids } from './lib/cpu.js';
 import {
   BIN,
+  benchNodeOptions,
   embeddedDeployment,
+  profilingArgs,
   kafkaDeployment,
   spawnServer,
   API_KEY,
@@ -23,10 +25,11 @@ function randomUids(n: number): number[] {
 /** Runs `minipush rebuild` and returns what it printed, with its CPU use. */
 function runRebuild(env: Record<string, string>): Promise<{ out: string; cpu: unknown }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'rebuild'], {
+    const child = spawn(process.execPath, [...profilingArgs('rebuild'), BIN, 'rebuild'], {
       env: {
         PATH: process.env.PATH ?? '',
         KAFKAJS_NO_PARTITIONER_WARNING: '1',
+        ...benchNodeOptions(),
         ...env,
         MINIPUSH_LOG_LEVEL: 'warn',
       },

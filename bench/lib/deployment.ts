@@ -19,6 +19,25 @@ export function randomName(prefix: string): string {
   return `${prefix}_${randomBytes(5).toString('hex')}`;
 }
 
+/**
+ * `--cpu-prof` into bench-results/profiles/ when `MINIPUSH_BENCH_PROFILE` names one of `roles`
+ * (comma-separated, e.g. `projector,hub`, `rebuild`) or is `all`.
+ */
+export function profilingArgs(roles: string): string[] {
+  const profile = process.env.MINIPUSH_BENCH_PROFILE;
+  if (!profile || (profile !== 'all' && !profile.split(',').some((r) => roles.includes(r))))
+    return [];
+  const dir = path.join(ROOT, 'bench-results', 'profiles');
+  fs.mkdirSync(dir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+/** `MINIPUSH_BENCH_NODE_OPTIONS` as the servers' NODE_OPTIONS (e.g. --perf-basic-prof). */
+export function benchNodeOptions(): { NODE_OPTIONS?: string } {
+  const options = process.env.MINIPUSH_BENCH_NODE_OPTIONS;
+  return options ? { NODE_OPTIONS: options } : {};
+}
+
 /** One `minipush serve` process of a benchmark. */
 export interface ServerProcess {
   readonly child: ChildProcess;
@@ -53,14 +72,7 @@ export function spawnServer(
     bin?: string;
   } = {},
 ): Promise<ServerProcess> {
-  const roles = env.MINIPUSH_ROLES ?? 'all';
-  const profile = process.env.MINIPUSH_BENCH_PROFILE;
-  const nodeArgs: string[] = [];
-  if (profile && (profile === 'all' || profile.split(',').some((r) => roles.includes(r)))) {
-    const dir = path.join(ROOT, 'bench-results', 'profiles');
-    fs.mkdirSync(dir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
-  }
+  const nodeArgs = profilingArgs(env.MINIPUSH_ROLES ?? 'all');
   const child = spawn(
     process.execPath,
     [...nodeArgs, options.bin ?? BIN, ...(options.args ?? ['serve'])],
@@ -69,10 +81,7 @@ export function spawnServer(
         PATH: process.env.PATH ?? '',
         KAFKAJS_NO_PARTITIONER_WARNING: '1',
         MINIPUSH_LOG_LEVEL: 'info',
-        // e.g. --perf-basic-prof, so `perf record` can name the JIT's frames.
-        ...(process.env.MINIPUSH_BENCH_NODE_OPTIONS
-          ? { NODE_OPTIONS: process.env.MINIPUSH_BENCH_NODE_OPTIONS }
-          : {}),
+        ...benchNodeOptions(),
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
