@@ -32,8 +32,9 @@ export interface PlainStatement {
 
 export type SliceStatement = Knex.QueryBuilder | PlainStatement;
 
+/** Knex's builders and raws (a raw has `sql` too) are compiled; a plain statement is as is. */
 function isPlain(statement: SliceStatement | Knex.Raw): statement is PlainStatement {
-  return typeof (statement as PlainStatement).sql === 'string';
+  return !('toSQL' in statement);
 }
 
 /**
