@@ -119,6 +119,12 @@ export async function websocketRoutes(
     else log.warn({ err: error }, 'WebSocket error');
     socket.terminate();
   };
+  /**
+   * Made here, not in `accept`: a closure made there would share `accept`'s V8 context, which
+   * holds the upgrade request for the promise callbacks, for as long as the session lives.
+   */
+  const errorListener = (socket: WebSocket) => (error: Error & { code?: string }) =>
+    onSocketError(error, socket);
 
   /**
    * Listens from the first frame: a request sent while the token is being checked (a client
@@ -168,7 +174,7 @@ export async function websocketRoutes(
         socket.on('close', (code) => hub.closed(admittedSession, code));
       },
       /** Hello went out: the frames that came before it, in order. */
-      greeted() {
+      greeted: () => {
         for (const frame of early.splice(0)) onFrame(frame.data, frame.isBinary);
       },
     };
@@ -182,7 +188,7 @@ export async function websocketRoutes(
     const ip = request.ip;
     const tcp = request.raw.socket;
     const frames = listen(socket);
-    releaseUpgrade(socket, request, (error) => onSocketError(error, socket));
+    releaseUpgrade(socket, request, errorListener(socket));
     if (token === null) {
       refuse(
         socket,
@@ -204,7 +210,8 @@ export async function websocketRoutes(
           return;
         }
         if (socket.readyState !== socket.OPEN) return;
-        const session = hub.open(sessionSocket(socket, tcp), principal, ip, () => frames.greeted());
+        // frames.greeted as it is: an arrow made here would keep this context, and the request.
+        const session = hub.open(sessionSocket(socket, tcp), principal, ip, frames.greeted);
         frames.admitted(session);
         admission.settled(request);
       },
