@@ -10,7 +10,7 @@ import http from 'node:http';
 import { Kafka, Partitioners, logLevel, type Producer } from 'kafkajs';
 import { createCommandProducer, type CommandProducer } from '../../src/commands/producer.js';
 import type { HeadChange } from '../../src/domain/head-state.js';
-import { HEAD_CHANGES_PER_RECORD, encodeHeadChange, encodeHeadChanges } from '../../src/log/log.js';
+import { encodeHeadChange, headChangesRecords } from '../../src/log/log.js';
 import { postJson } from './http.js';
 
 /** What a session's protocol tells the load program. */
@@ -177,17 +177,10 @@ async function headsPublisher(via: {
         readVersion: 0,
         logTime: Date.now(),
       }));
-      const messages = [];
-      if (via.perUser) {
-        for (const change of changes)
-          messages.push({ key: String(change.uid), value: encodeHeadChange(change) });
-      } else {
-        // As a projector writes them: a record of changes per HEAD_CHANGES_PER_RECORD users.
-        for (let i = 0; i < changes.length; i += HEAD_CHANGES_PER_RECORD) {
-          const part = changes.slice(i, i + HEAD_CHANGES_PER_RECORD);
-          messages.push({ key: String(part[0]!.uid), value: encodeHeadChanges(part) });
-        }
-      }
+      // As a projector writes them (a record of changes per 500 users), or one per user.
+      const messages = via.perUser
+        ? changes.map((change) => ({ key: String(change.uid), value: encodeHeadChange(change) }))
+        : headChangesRecords(changes).map((value, i) => ({ key: `round-${i}`, value }));
       await producer.send({ topic: via.topic, acks: 1, messages });
     },
     errors: () => 0,

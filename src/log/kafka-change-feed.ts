@@ -7,9 +7,9 @@ import {
   HEAD_CHANGES_PER_RECORD,
   decodeHeadsRecord,
   encodeFeedPosition,
-  encodeHeadChanges,
   feedPositionKey,
   headChangesKey,
+  headChangesRecords,
   type ChangeFeed,
   type ChangeListener,
   type SubscribeOptions,
@@ -38,20 +38,12 @@ export class KafkaChangeFeed implements ChangeFeed {
    */
   async publish(changes: readonly HeadChange[], position?: FeedPosition): Promise<void> {
     if (changes.length === 0 && !position) return;
-    const records: Outgoing[] = [];
-    for (let i = 0; i < changes.length; i += HEAD_CHANGES_PER_RECORD) {
-      const part = changes.slice(i, i + HEAD_CHANGES_PER_RECORD);
-      records.push(
-        position
-          ? {
-              partition: position.partition,
-              key: headChangesKey(position.partition),
-              value: encodeHeadChanges(part),
-            }
-          : // Without a position, by the first user's key: the partition of its commands.
-            { key: String(part[0]!.uid), value: encodeHeadChanges(part) },
-      );
-    }
+    const records: Outgoing[] = headChangesRecords(changes).map((value, i) =>
+      position
+        ? { partition: position.partition, key: headChangesKey(position.partition), value }
+        : // Without a position, by a user's key: the partition of its commands.
+          { key: String(changes[i * HEAD_CHANGES_PER_RECORD]!.uid), value },
+    );
     if (position) {
       records.push({
         partition: position.partition,

@@ -183,6 +183,14 @@ export function encodeHeadChanges(changes: readonly HeadChange[]): Buffer {
   return Buffer.from(JSON.stringify({ changes }));
 }
 
+/** The values of the heads records announcing `changes`, {@link HEAD_CHANGES_PER_RECORD} each. */
+export function headChangesRecords(changes: readonly HeadChange[]): Buffer[] {
+  const values: Buffer[] = [];
+  for (let i = 0; i < changes.length; i += HEAD_CHANGES_PER_RECORD)
+    values.push(encodeHeadChanges(changes.slice(i, i + HEAD_CHANGES_PER_RECORD)));
+  return values;
+}
+
 /**
  * One user's change as its own record, `{"uid":…}`: what builds before
  * {@link encodeHeadChanges} wrote, and still read.

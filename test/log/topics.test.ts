@@ -17,15 +17,19 @@ function adminAnswering(outcomes: Array<Error | Array<{ partition: number; high:
   return { admin, calls: () => calls };
 }
 
+/** A broker's error as kafkajs raises it. */
+function protocolError(message: string, type: string, code: number, retriable: boolean) {
+  return new KafkaJSProtocolError(Object.assign(new Error(message), { type, code, retriable }));
+}
+
 describe('fetchTopicOffsets', () => {
   it('should ask again while the broker does not yet know the partition’s leader', async () => {
     // Given a broker that answers "not the leader" once, as one does right after a topic is made
-    const notLeader = new KafkaJSProtocolError(
-      Object.assign(new Error('This server is not the leader for that topic-partition'), {
-        type: 'NOT_LEADER_FOR_PARTITION',
-        code: 6,
-        retriable: true,
-      }),
+    const notLeader = protocolError(
+      'This server is not the leader for that topic-partition',
+      'NOT_LEADER_FOR_PARTITION',
+      6,
+      true,
     );
     const { admin, calls } = adminAnswering([notLeader, [{ partition: 0, high: '7' }]]);
     // Then the offsets come from the second answer
@@ -36,12 +40,11 @@ describe('fetchTopicOffsets', () => {
   });
 
   it('should give up at once on an error a retry cannot mend', async () => {
-    const denied = new KafkaJSProtocolError(
-      Object.assign(new Error('Not authorized to access topics'), {
-        type: 'TOPIC_AUTHORIZATION_FAILED',
-        code: 29,
-        retriable: false,
-      }),
+    const denied = protocolError(
+      'Not authorized to access topics',
+      'TOPIC_AUTHORIZATION_FAILED',
+      29,
+      false,
     );
     const { admin, calls } = adminAnswering([denied]);
     await expect(fetchTopicOffsets(admin, 't')).rejects.toBe(denied);
